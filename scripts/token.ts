@@ -1,0 +1,21 @@
+// Prints a user token signed with the local AUTH_SECRET: `npm run --silent token -- <userId> [--ttl 3600]`.
+import { parseArgs } from "node:util";
+import { sign } from "hono/jwt";
+import { ensureDevVars } from "./dev-vars.ts";
+
+const USER_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: { ttl: { type: "string", default: "3600" } },
+});
+const [userId] = positionals;
+const ttl = Number(values.ttl);
+if (!userId || !USER_ID.test(userId) || !Number.isSafeInteger(ttl) || ttl <= 0) {
+  console.error("usage: npm run --silent token -- <userId> [--ttl seconds]");
+  console.error("  userId: 1-128 characters of A-Z a-z 0-9 . _ -; ttl: a positive whole number of seconds");
+  process.exit(2);
+}
+const { vars } = ensureDevVars();
+const now = Math.floor(Date.now() / 1000);
+console.log(await sign({ sub: userId, iat: now, exp: now + ttl }, vars.AUTH_SECRET, "HS256"));

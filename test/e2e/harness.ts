@@ -1,0 +1,143 @@
+// A small harness for end-to-end tests: starts a real `wrangler dev` (workerd with local D1, R2 and
+// Durable Objects) on a free port with its own state directory, and gives tests an HTTP client for it.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { sign } from "hono/jwt";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
+
+export interface DevServer {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  authSecret: string;
+  adminToken: string;
+  /** Directory holding this server's local D1/R2/DO state. */
+  persistDir: string;
+  /** A user token signed with this server's secret. */
+  token(userId: string, ttlSeconds?: number): Promise<string>;
+  /** fetch relative to the server, with `token` as a bearer token when given. */
+  fetch(path: string, init?: RequestInit & { token?: string }): Promise<Response>;
+  /** Runs a SQL query against this server's local D1 and returns its rows. */
+  d1(sql: string): Promise<Record<string, unknown>[]>;
+  /** Everything the server printed, for diagnosing a failure. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Extra `--var NAME:value` settings. */
+  vars?: Record<string, string | number>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address ? resolvePort(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+function runWrangler(args: string[]): string {
+  const result = spawnSync(WRANGLER, args, { cwd: ROOT, encoding: "utf8", env: { ...process.env, CI: "true" } });
+  if (result.status !== 0) throw new Error(`wrangler ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
+  return result.stdout;
+}
+
+/** Starts `wrangler dev` with migrations applied to a fresh state directory and waits until it answers. */
+export async function startDevServer(options: StartOptions = {}): Promise<DevServer> {
+  const persistDir = mkdtempSync(join(tmpdir(), "durable-uploads-e2e-"));
+  runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir]);
+
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const authSecret = randomBytes(24).toString("base64url");
+  const adminToken = randomBytes(24).toString("base64url");
+  const vars = { AUTH_SECRET: authSecret, ADMIN_TOKEN: adminToken, ...options.vars };
+  const args = [
+    "dev",
+    "--ip", "127.0.0.1",
+    "--port", String(port),
+    "--inspector-port", String(inspectorPort),
+    "--persist-to", persistDir,
+    "--show-interactive-dev-session=false",
+    ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+  ];
+  let log = "";
+  const child: ChildProcess = spawn(WRANGLER, args, {
+    cwd: ROOT,
+    env: { ...process.env, CI: "true", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  child.stdout?.on("data", (d) => (log += d));
+  child.stderr?.on("data", (d) => (log += d));
+  let exited = false;
+  child.on("exit", () => (exited = true));
+
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (exited) throw new Error(`wrangler dev exited early:\n${log}`);
+    try {
+      const res = await fetch(`${url}/healthz`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`wrangler dev did not become ready:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+
+  return {
+    url,
+    authSecret,
+    adminToken,
+    persistDir,
+    token(userId, ttlSeconds = 3600) {
+      const now = Math.floor(Date.now() / 1000);
+      return sign({ sub: userId, iat: now, exp: now + ttlSeconds }, authSecret, "HS256");
+    },
+    fetch(path, init = {}) {
+      const headers = new Headers(init.headers);
+      if (init.token) headers.set("Authorization", `Bearer ${init.token}`);
+      return fetch(`${url}${path}`, { ...init, headers });
+    },
+    async d1(sql) {
+      const out = runWrangler(["d1", "execute", "DB", "--local", "--persist-to", persistDir, "--json", "--command", sql]);
+      const parsed = JSON.parse(out) as { results: Record<string, unknown>[] }[];
+      return parsed[0]?.results ?? [];
+    },
+    output: () => log,
+    async stop() {
+      if (!exited && child.pid) {
+        const gone = new Promise((r) => child.once("exit", r));
+        try {
+          process.kill(-child.pid, "SIGTERM");
+        } catch {
+          // already gone
+        }
+        await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+        if (!exited) {
+          try {
+            process.kill(-child.pid, "SIGKILL");
+          } catch {
+            // already gone
+          }
+        }
+      }
+      rmSync(persistDir, { recursive: true, force: true });
+    },
+  };
+}
