@@ -7,6 +7,8 @@ const migrations = await readD1Migrations("./migrations");
 
 export default defineConfig({
   test: {
+    // The Worker logs one JSON line per request; show output only for failing tests.
+    silent: "passed-only",
     projects: [
       {
         // Tests that run inside workerd, against real local D1, R2 and Durable Objects.
@@ -26,8 +28,6 @@ export default defineConfig({
           name: "worker",
           include: ["test/worker/**/*.test.ts"],
           setupFiles: ["./test/worker/setup.ts"],
-          // The request log is one JSON line per request; show it only for failing tests.
-          silent: "passed-only",
         },
       },
       {

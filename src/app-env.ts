@@ -8,5 +8,7 @@ export interface AppEnv {
     userId: string;
     /** Stable error code of the response, for the request log line. */
     errorCode: string;
+    /** What an audited route is about to do, so a refusal can be recorded (see `auditRefusals`). */
+    auditSubject: import("./audit").AuditSubject;
   };
 }

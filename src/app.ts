@@ -1,9 +1,15 @@
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import type { AppEnv } from "./app-env";
+import { auditRefusals } from "./audit";
 import { ApiError, renderError } from "./errors";
 import { requestLog } from "./logging";
+import { admin } from "./routes/admin";
+import { auditLog } from "./routes/audit-log";
+import { files } from "./routes/files";
 import { health } from "./routes/health";
+import { links } from "./routes/links";
+import { uploads } from "./routes/uploads";
 import { usage } from "./routes/usage";
 
 /** Request ids: honour a caller's well-formed `X-Request-Id` so traces join up; otherwise make one. */
@@ -23,9 +29,15 @@ export function createApp() {
     }),
   );
   app.use(requestLog);
+  app.use("/v1/*", auditRefusals);
 
   app.route("/", health);
   app.route("/v1/usage", usage);
+  app.route("/v1/uploads", uploads);
+  app.route("/v1/files", files);
+  app.route("/v1/links", links);
+  app.route("/v1/audit", auditLog);
+  app.route("/v1/admin", admin);
 
   app.notFound(() => {
     throw new ApiError(404, "route_not_found", "No such route");
