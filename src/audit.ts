@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
+import type { SqlStatement } from "../objects/outbox";
 import type { AppEnv } from "./app-env";
 
 /** Everything that may appear in `file_access_logs.action`. */
@@ -51,16 +52,14 @@ export function requestMeta(c: Context<AppEnv>): RequestMeta {
   };
 }
 
-/** The idempotent insert of one audit event (`INSERT OR IGNORE` on the writer-made id). */
-export function auditStatement(db: D1Database, e: AuditEvent): D1PreparedStatement {
-  return db
-    .prepare(
-      `INSERT OR IGNORE INTO file_access_logs
-         (id, file_id, upload_id, user_id, action, success, error_code, error_message, bytes_transferred,
-          duration_ms, ip_address, user_agent, metadata, timestamp)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
-    .bind(
+/** The idempotent insert of one audit event (`INSERT OR IGNORE` on the writer-made id), as SQL + params. */
+export function auditSql(e: AuditEvent): SqlStatement {
+  return {
+    sql: `INSERT OR IGNORE INTO file_access_logs
+            (id, file_id, upload_id, user_id, action, success, error_code, error_message, bytes_transferred,
+             duration_ms, ip_address, user_agent, metadata, timestamp)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    params: [
       e.id,
       e.fileId ?? null,
       e.uploadId ?? null,
@@ -75,7 +74,14 @@ export function auditStatement(db: D1Database, e: AuditEvent): D1PreparedStateme
       e.userAgent ?? null,
       e.metadata ? JSON.stringify(e.metadata) : null,
       e.timestamp,
-    );
+    ],
+  };
+}
+
+/** {@link auditSql} as a prepared D1 statement. */
+export function auditStatement(db: D1Database, e: AuditEvent): D1PreparedStatement {
+  const { sql, params } = auditSql(e);
+  return db.prepare(sql).bind(...params);
 }
 
 const WRITE_ATTEMPTS = 4;

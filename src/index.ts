@@ -1,4 +1,5 @@
 import { createApp } from "./app";
+import { sweepExpiredUploads } from "./sweep";
 
 export { UserAccount } from "../objects/user-account";
 export { UploadSession } from "../objects/upload-session";
@@ -7,4 +8,7 @@ const app = createApp();
 
 export default {
   fetch: app.fetch,
+  async scheduled(_controller, env, ctx) {
+    ctx.waitUntil(sweepExpiredUploads(env));
+  },
 } satisfies ExportedHandler<Env>;

@@ -1,5 +1,254 @@
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
+import { z } from "zod";
 import type { AppEnv } from "../app-env";
+import { auditAs, requestMeta } from "../audit";
+import { requireUser } from "../auth";
+import { readConfig } from "../config";
+import { parseContentDigest } from "../content-digest";
+import type { FileRecord, SessionView } from "../domain";
+import { ApiError, unwrap } from "../errors";
+import { sanitizeFilename } from "../filename";
+import { isAllowedMediaType, MEDIA_TYPE } from "../media-type";
+import { decodeCursor, encodeCursor } from "../cursor";
+import { planParts } from "../part-plan";
+import { accountPolicy } from "../policy";
+import { assembleObject, sha256OfObject, writePart } from "../r2-parts";
+import { accountFor, sessionFor } from "../stubs";
 
-/** `/v1/uploads`: resumable multipart uploads. */
-export const uploads = new Hono<AppEnv>();
+/** Client metadata is a small string map: at most 2 KiB as JSON. */
+const MAX_METADATA_BYTES = 2048;
+
+const CreateUpload = z
+  .object({
+    filename: z.string().min(1).max(1024),
+    size: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    contentType: z.string().max(255).regex(MEDIA_TYPE, "must be a media type such as image/png").optional(),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex digits")
+      .transform((s) => s.toLowerCase())
+      .optional(),
+    metadata: z
+      .record(z.string().min(1).max(128), z.string())
+      .refine((m) => new TextEncoder().encode(JSON.stringify(m)).length <= MAX_METADATA_BYTES, `must be at most ${MAX_METADATA_BYTES} bytes as JSON`)
+      .optional(),
+  })
+  .strict();
+
+/** Upload ids are UUIDs the server made; anything else cannot name an upload. */
+const UploadId = z.uuid();
+/** Part numbers as written in the path; the range check against the session's plan is the session's. */
+const PartNumber = z.string().regex(/^\d{1,6}$/, "must be a whole number").transform(Number);
+const ListQuery = z.object({
+  cursor: z.string().max(512).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+const UploadCursor = z.object({ t: z.number().int(), id: z.string() });
+
+/** Reads the upload id path parameter; a malformed one names no upload, so it answers 404. */
+function uploadIdOf(c: Context<AppEnv>): string {
+  const parsed = UploadId.safeParse(c.req.param("id"));
+  if (!parsed.success) throw new ApiError(404, "upload_not_found", "Upload not found");
+  return parsed.data;
+}
+
+async function jsonBody(c: Context<AppEnv>): Promise<unknown> {
+  try {
+    return await c.req.json();
+  } catch {
+    throw new ApiError(400, "invalid_request", "The body must be JSON");
+  }
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** The public shape of a session: everything a client needs to resume. */
+function sessionJson(s: SessionView) {
+  return {
+    uploadId: s.uploadId,
+    status: s.status,
+    filename: s.filename,
+    contentType: s.contentType,
+    size: s.size,
+    partSize: s.partSize,
+    partCount: s.partCount,
+    ...(s.sha256 ? { sha256: s.sha256 } : {}),
+    ...(s.metadata ? { metadata: s.metadata } : {}),
+    parts: s.parts,
+    missingParts: s.missingParts,
+    bytesReceived: s.bytesReceived,
+    expiresAt: iso(s.expiresAt),
+    createdAt: iso(s.createdAt),
+    ...(s.file ? { file: fileJson(s.file) } : {}),
+  };
+}
+
+/** The public shape of a completed file. */
+export function fileJson(f: FileRecord) {
+  return {
+    id: f.id,
+    filename: f.filename,
+    size: f.size,
+    contentType: f.contentType,
+    ...(f.sha256 ? { sha256: f.sha256 } : {}),
+    etag: f.etag,
+    createdAt: iso(f.createdAt),
+  };
+}
+
+/**
+ * `/v1/uploads`: resumable multipart uploads. The Worker streams bytes straight to R2; the user's account
+ * object decides quota, the upload's session object records parts and owns expiry.
+ */
+export const uploads = new Hono<AppEnv>()
+  .use(requireUser)
+
+  // Create: reserve the bytes in the ledger first, then open the session. If opening fails the
+  // reservation is released here; if this Worker dies in between, the ledger's own check releases it.
+  .post("/", async (c) => {
+    auditAs(c, { action: "upload.create" });
+    const input = CreateUpload.parse(await jsonBody(c));
+    const config = readConfig(c.env);
+    const userId = c.get("userId");
+    if (input.size > config.maxFileSizeBytes) {
+      throw new ApiError(413, "file_too_large", `Files are limited to ${config.maxFileSizeBytes} bytes`, {
+        size: input.size,
+        maxFileSizeBytes: config.maxFileSizeBytes,
+      });
+    }
+    const contentType = input.contentType ?? "application/octet-stream";
+    if (!isAllowedMediaType(contentType, config.allowedContentTypes)) {
+      throw new ApiError(415, "unsupported_media_type", `Uploads of ${contentType} are not allowed`, {
+        contentType,
+        allowed: config.allowedContentTypes,
+      });
+    }
+    const plan = planParts(input.size, config.partSizeBytes);
+    const uploadId = crypto.randomUUID();
+    const fileId = crypto.randomUUID();
+    const filename = sanitizeFilename(input.filename);
+    auditAs(c, { action: "upload.create", uploadId, fileId });
+    const account = accountFor(c.env, userId);
+    unwrap(await account.reserve({ userId, uploadId, fileId, filename, bytes: input.size, policy: accountPolicy(c.env) }));
+    let session: SessionView;
+    try {
+      session = unwrap(
+        await sessionFor(c.env, uploadId).open(
+          {
+            uploadId,
+            userId,
+            fileId,
+            // The storage key is the server's, never the client's: no traversal, no collisions.
+            r2Key: `u/${userId}/${fileId}`,
+            filename,
+            contentType,
+            size: input.size,
+            partSize: plan.partSize,
+            partCount: plan.partCount,
+            sha256: input.sha256 ?? null,
+            metadata: input.metadata ?? null,
+            protocol: "native",
+            ttlSeconds: config.uploadTtlSeconds,
+          },
+          requestMeta(c),
+        ),
+      );
+    } catch (err) {
+      await account.settle({ userId, uploadId, kind: "release", reason: "open_failed" });
+      throw err;
+    }
+    c.header("Location", `/v1/uploads/${uploadId}`);
+    return c.json(
+      {
+        uploadId,
+        filename: session.filename,
+        size: session.size,
+        partSize: session.partSize,
+        partCount: session.partCount,
+        expiresAt: iso(session.expiresAt),
+        status: session.status,
+      },
+      201,
+    );
+  })
+
+  // The caller's uploads still holding a reservation, newest first: what to resume after a restart.
+  .get("/", async (c) => {
+    const query = ListQuery.parse(c.req.query());
+    const after = query.cursor ? decodeCursor(query.cursor, UploadCursor) : undefined;
+    const userId = c.get("userId");
+    const rows = await accountFor(c.env, userId).listActiveUploads({
+      userId,
+      limit: query.limit + 1,
+      after: after ? { createdAt: after.t, uploadId: after.id } : undefined,
+    });
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    return c.json({
+      uploads: page.map((u) => ({ uploadId: u.uploadId, filename: u.filename, size: u.size, createdAt: iso(u.createdAt) })),
+      nextCursor: rows.length > query.limit && last ? encodeCursor({ t: last.createdAt, id: last.uploadId }) : null,
+    });
+  })
+
+  .get("/:id", async (c) => {
+    const uploadId = uploadIdOf(c);
+    auditAs(c, { action: "upload.read", uploadId });
+    return c.json(sessionJson(unwrap(await sessionFor(c.env, uploadId).view(c.get("userId")))));
+  })
+
+  // One part, streamed from the request straight into R2. The session checks the part against its plan
+  // before a byte moves, and records it (with its ETag) only after R2 has it and the digest matched.
+  .put("/:id/parts/:n", async (c) => {
+    const uploadId = uploadIdOf(c);
+    auditAs(c, { action: "upload.part", uploadId });
+    const partNumber = PartNumber.parse(c.req.param("n"));
+    const lengthHeader = c.req.header("Content-Length");
+    if (lengthHeader === undefined || !/^\d+$/.test(lengthHeader)) {
+      throw new ApiError(411, "length_required", "Content-Length is required and must be the part's exact size");
+    }
+    const digest = parseContentDigest(c.req.header("Content-Digest"));
+    const userId = c.get("userId");
+    const session = sessionFor(c.env, uploadId);
+    const ticket = unwrap(await session.authorizePart(userId, partNumber, Number(lengthHeader)));
+    const body = c.req.raw.body ?? new Response(new Uint8Array(0)).body!;
+    const written = await writePart(c.env.BUCKET, ticket, partNumber, body, digest);
+    if (written.digestMatched === false) {
+      // RFC 9530 §2: the digest covers the content; a mismatch means the part is not what was sent.
+      throw new ApiError(400, "digest_mismatch", "The part does not match its Content-Digest; it was not recorded", { partNumber });
+    }
+    const part = unwrap(
+      await session.recordPart(userId, { partNumber, size: ticket.expectedSize, etag: written.etag }, requestMeta(c)),
+    );
+    return c.json(part);
+  })
+
+  // Complete: assemble in R2, verify the declared SHA-256 by reading the object back through a digest,
+  // then let the session commit the reservation. Calling it again returns the same file.
+  .post("/:id/complete", async (c) => {
+    const uploadId = uploadIdOf(c);
+    auditAs(c, { action: "upload.complete", uploadId });
+    const userId = c.get("userId");
+    const session = sessionFor(c.env, uploadId);
+    const step = unwrap(await session.beginCompletion(userId));
+    if (step.kind === "done") return c.json({ file: fileJson(step.file) });
+    const { etag } = await assembleObject(c.env.BUCKET, step);
+    let checksum: "verified" | "not_declared" | { mismatch: string } = "not_declared";
+    if (step.sha256) {
+      const actual = await sha256OfObject(c.env.BUCKET, step.r2Key);
+      if (actual === step.sha256) checksum = "verified";
+      else {
+        // Never keep bytes the client did not mean: delete before the session releases the quota.
+        await c.env.BUCKET.delete(step.r2Key);
+        checksum = { mismatch: actual };
+      }
+    }
+    const file = unwrap(await session.finishCompletion(userId, { etag, checksum }, requestMeta(c)));
+    return c.json({ file: fileJson(file) });
+  })
+
+  .delete("/:id", async (c) => {
+    const uploadId = uploadIdOf(c);
+    auditAs(c, { action: "upload.abort", uploadId });
+    unwrap(await sessionFor(c.env, uploadId).abort(c.get("userId"), requestMeta(c)));
+    return c.body(null, 204);
+  });

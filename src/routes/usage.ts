@@ -2,10 +2,10 @@ import { Hono } from "hono";
 import type { AppEnv } from "../app-env";
 import { requireUser } from "../auth";
 import { accountFor } from "../stubs";
-import { readConfig } from "../config";
+import { accountPolicy } from "../policy";
 
 /** `GET /v1/usage`: the caller's ledger, straight from their account object (authoritative, not D1). */
 export const usage = new Hono<AppEnv>().use(requireUser).get("/", async (c) => {
-  const account = accountFor(c.env, c.get("userId"));
-  return c.json(await account.usage(readConfig(c.env).defaultQuotaBytes));
+  const userId = c.get("userId");
+  return c.json(await accountFor(c.env, userId).usage(userId, accountPolicy(c.env)));
 });

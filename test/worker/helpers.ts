@@ -1,6 +1,7 @@
-import { env } from "cloudflare:test";
+import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { sign } from "hono/jwt";
+import { createApp } from "../../src/app";
 
 /** A user token signed with the test AUTH_SECRET; `ttlSeconds` may be negative to make an expired one. */
 export async function tokenFor(userId: string, ttlSeconds = 3600): Promise<string> {
@@ -36,4 +37,64 @@ export function randomBytes(length: number): Uint8Array {
   const bytes = new Uint8Array(length);
   for (let i = 0; i < length; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(length, i + 65536)));
   return bytes;
+}
+
+/** The Worker app with some vars overridden (same real bindings): for limits a test needs small. */
+export function callWithVars(vars: Partial<Record<keyof Env, string>>) {
+  const app = createApp();
+  const patched = { ...env, ...vars } as Env;
+  return async (path: string, init: RequestInit & { token?: string; json?: unknown } = {}) => {
+    const headers = new Headers(init.headers);
+    if (init.token) headers.set("Authorization", `Bearer ${init.token}`);
+    let body = init.body;
+    if (init.json !== undefined) {
+      headers.set("Content-Type", "application/json");
+      body = JSON.stringify(init.json);
+    }
+    const res = await app.request(`https://uploads.test${path}`, { ...init, headers, body }, patched);
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : null) as any, headers: res.headers };
+  };
+}
+
+/** Lowercase hex SHA-256 of bytes. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Uploads one part with an exact Content-Length. */
+export function putPart(uploadId: string, n: number, bytes: Uint8Array, token: string, headers: Record<string, string> = {}) {
+  return callJson(`/v1/uploads/${uploadId}/parts/${n}`, {
+    method: "PUT",
+    token,
+    body: bytes,
+    headers: { "Content-Length": String(bytes.length), ...headers },
+  });
+}
+
+/** Creates an upload, sends every part and completes it; returns the create response and the file. */
+export async function uploadWhole(token: string, bytes: Uint8Array, extra: Record<string, unknown> = {}) {
+  const created = await callJson("/v1/uploads", { method: "POST", token, json: { filename: "f.bin", size: bytes.length, ...extra } });
+  if (created.status !== 201) throw new Error(`create failed: ${JSON.stringify(created.body)}`);
+  const { uploadId, partSize, partCount } = created.body;
+  for (let n = 1; n <= partCount; n++) {
+    const res = await putPart(uploadId, n, bytes.subarray((n - 1) * partSize, n * partSize), token);
+    if (res.status !== 200) throw new Error(`part ${n} failed: ${JSON.stringify(res.body)}`);
+  }
+  const completed = await callJson(`/v1/uploads/${uploadId}/complete`, { method: "POST", token });
+  return { uploadId, created: created.body, completed };
+}
+
+/**
+ * Runs an object's alarm until its outbox is empty (its own alarm may be running at the same moment, in
+ * which case runDurableObjectAlarm finds nothing to run: wait for it).
+ */
+export async function drain(stub: { pendingCheckpoints(): Promise<Record<string, number>> }): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    await runDurableObjectAlarm(stub as unknown as DurableObjectStub);
+    if (Object.keys(await stub.pendingCheckpoints()).length === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`outbox not drained: ${JSON.stringify(await stub.pendingCheckpoints())}`);
 }

@@ -1,0 +1,75 @@
+/** Types shared by the Worker and the Durable Objects: the vocabulary of uploads, parts and files. */
+
+/**
+ * The life of an upload session: active → completing → completed | aborted | expired | failed.
+ * `completing` is held while the parts are assembled and (when declared) the checksum is verified.
+ */
+export type UploadStatus = "active" | "completing" | "completed" | "aborted" | "expired" | "failed";
+
+/** The front door an upload came through. */
+export type Protocol = "native" | "tus";
+
+/** A completed file as recorded by the ledger and indexed in D1. Times are epoch ms. */
+export interface FileRecord {
+  id: string;
+  userId: string;
+  uploadId: string;
+  filename: string;
+  size: number;
+  contentType: string;
+  /** Lowercase hex SHA-256, when the client declared one (and it was verified). */
+  sha256: string | null;
+  /** R2's etag of the assembled object. */
+  etag: string;
+  r2Key: string;
+  metadata: Record<string, string> | null;
+  createdAt: number;
+}
+
+/** One accepted part of a multipart upload. */
+export interface PartRecord {
+  partNumber: number;
+  size: number;
+  etag: string;
+}
+
+/** Everything a client needs to resume an upload (and the Worker needs to serve it). Times are epoch ms. */
+export interface SessionView {
+  uploadId: string;
+  userId: string;
+  fileId: string;
+  status: UploadStatus;
+  protocol: Protocol;
+  filename: string;
+  contentType: string;
+  size: number;
+  partSize: number;
+  partCount: number;
+  sha256: string | null;
+  metadata: Record<string, string> | null;
+  parts: PartRecord[];
+  missingParts: number[];
+  bytesReceived: number;
+  createdAt: number;
+  expiresAt: number;
+  completedAt: number | null;
+  /** Set once the upload is completed. */
+  file: FileRecord | null;
+}
+
+/** What the Worker passes to create an upload session. */
+export interface SessionInit {
+  uploadId: string;
+  userId: string;
+  fileId: string;
+  r2Key: string;
+  filename: string;
+  contentType: string;
+  size: number;
+  partSize: number;
+  partCount: number;
+  sha256: string | null;
+  metadata: Record<string, string> | null;
+  protocol: Protocol;
+  ttlSeconds: number;
+}
