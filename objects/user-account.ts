@@ -144,6 +144,30 @@ export class UserAccount extends DurableObject<Env> {
     return ok(this.#usage(req.policy));
   }
 
+  /**
+   * Resizes a held reservation to `bytes` (a tus upload with a deferred length reserves as its length
+   * becomes known). Growing is granted only if the new total still fits the quota; shrinking always is.
+   */
+  async adjustReservation(req: { userId: string; uploadId: string; bytes: number; policy: AccountPolicy }): Promise<Outcome<Usage>> {
+    this.#bind(req.userId);
+    const res = oneRow<{ bytes: number; state: string }>(this.#sql, "SELECT bytes, state FROM reservations WHERE upload_id = ?", req.uploadId);
+    if (!res || res.state !== "held") return fail(409, "upload_not_active", "The upload holds no reservation");
+    if (res.bytes === req.bytes) return ok(this.#usage(req.policy));
+    const before = this.#usage(req.policy);
+    const grow = req.bytes - res.bytes;
+    if (grow > 0 && before.usedBytes + before.reservedBytes + grow > before.limitBytes) {
+      return fail(413, "quota_exceeded", "The upload does not fit in the remaining quota", {
+        usedBytes: before.usedBytes,
+        reservedBytes: before.reservedBytes,
+        limitBytes: before.limitBytes,
+        requestedBytes: grow,
+      });
+    }
+    this.#sql.exec("UPDATE reservations SET bytes = ? WHERE upload_id = ?", req.bytes, req.uploadId);
+    this.#changed(req.policy, []);
+    return ok(this.#usage(req.policy));
+  }
+
   /** Applies an upload session's final word on its reservation. Idempotent: a repeat changes nothing. */
   async settle(msg: LedgerMessage, policy?: AccountPolicy): Promise<Outcome<Usage>> {
     this.#bind(msg.userId);

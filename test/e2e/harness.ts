@@ -115,9 +115,17 @@ export async function startDevServer(options: StartOptions = {}): Promise<DevSer
       return fetch(`${url}${path}`, { ...init, headers });
     },
     async d1(sql) {
-      const out = runWrangler(["d1", "execute", "DB", "--local", "--persist-to", persistDir, "--json", "--command", sql]);
-      const parsed = JSON.parse(out) as { results: Record<string, unknown>[] }[];
-      return parsed[0]?.results ?? [];
+      // The running server holds the same SQLite file; a write in progress answers SQLITE_BUSY: retry.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const out = runWrangler(["d1", "execute", "DB", "--local", "--persist-to", persistDir, "--json", "--command", sql]);
+          const parsed = JSON.parse(out) as { results: Record<string, unknown>[] }[];
+          return parsed[0]?.results ?? [];
+        } catch (err) {
+          if (attempt >= 10 || !/SQLITE_BUSY|database is locked/.test(String(err))) throw err;
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+        }
+      }
     },
     output: () => log,
     async stop() {

@@ -221,3 +221,16 @@ describe("the ledger", () => {
     expect((await callJson(`/v1/uploads/${created.body.uploadId}`, { token })).body.status).toBe("active");
   });
 });
+
+describe("reservation adjustments (deferred lengths)", () => {
+  const policy = { quotaBytes: 1000, maxActiveUploads: 10 };
+  it("grows only within the quota and shrinks freely", async () => {
+    const a = account("adjust-user");
+    await a.reserve({ userId: "adjust-user", uploadId: "d1", fileId: "f", filename: "x", bytes: 0, policy });
+    await a.reserve({ userId: "adjust-user", uploadId: "d2", fileId: "g", filename: "y", bytes: 300, policy });
+    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 700, policy })).toMatchObject({ ok: true, value: { reservedBytes: 1000 } });
+    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 701, policy })).toMatchObject({ ok: false, error: { status: 413, code: "quota_exceeded" } });
+    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 100, policy })).toMatchObject({ ok: true, value: { reservedBytes: 400 } });
+    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "nope", bytes: 1, policy })).toMatchObject({ ok: false, error: { status: 409 } });
+  });
+});
