@@ -3,20 +3,22 @@ import { createMiddleware } from "hono/factory";
 import type { SqlStatement } from "../objects/outbox";
 import type { AppEnv } from "./app-env";
 
-/** Everything that may appear in `file_access_logs.action`. */
-export type AuditAction =
-  | "upload.create"
-  | "upload.part"
-  | "upload.complete"
-  | "upload.abort"
-  | "upload.expire"
-  | "upload.fail"
-  | "upload.read"
-  | "file.read"
-  | "file.download"
-  | "file.link"
-  | "file.link_download"
-  | "file.delete";
+/** Everything that may appear in `file_access_logs.action`, as a value (for validation) and a type. */
+export const AUDIT_ACTIONS = [
+  "upload.create",
+  "upload.part",
+  "upload.complete",
+  "upload.abort",
+  "upload.expire",
+  "upload.fail",
+  "upload.read",
+  "file.read",
+  "file.download",
+  "file.link",
+  "file.link_download",
+  "file.delete",
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 /** Who made a request, passed along to the Durable Objects so the events they record carry it. */
 export interface RequestMeta {

@@ -24,6 +24,8 @@ export interface DevServer {
   fetch(path: string, init?: RequestInit & { token?: string }): Promise<Response>;
   /** Runs a SQL query against this server's local D1 and returns its rows. */
   d1(sql: string): Promise<Record<string, unknown>[]>;
+  /** Process id of the wrangler process (the leader of the server's process group). */
+  pid: number;
   /** Everything the server printed, for diagnosing a failure. */
   output(): string;
   stop(): Promise<void>;
@@ -127,6 +129,7 @@ export async function startDevServer(options: StartOptions = {}): Promise<DevSer
         }
       }
     },
+    pid: child.pid!,
     output: () => log,
     async stop() {
       if (!exited && child.pid) {
