@@ -2,6 +2,18 @@ import { DurableObject } from "cloudflare:workers";
 import { auditSql, type AuditEvent, type RequestMeta } from "../src/audit";
 import type { FileRecord } from "../src/domain";
 import { fail, ok, type Outcome } from "../src/errors";
+import { isAllowedMediaType } from "../src/media-type";
+import type { AccountPolicy } from "../src/policy";
+import {
+  BYTES_POLICY,
+  gcraAll,
+  quotaPolicy,
+  rateLimitHeaders,
+  REQUESTS_POLICY,
+  userLimits,
+  type BudgetCheck,
+  type GcraState,
+} from "../src/rate-limit";
 import { sessionFor } from "../src/stubs";
 import { fileRowStatement, quotaRowStatement } from "./checkpoints";
 import { OUTBOX_SCHEMA, Outbox, runOnD1, type SqlStatement } from "./outbox";
@@ -36,16 +48,32 @@ const SCHEMA = [
    );
    CREATE INDEX files_state ON files (state);`,
   OUTBOX_SCHEMA,
+  `CREATE TABLE overrides (
+     key    TEXT PRIMARY KEY,              -- an AccountPolicy key set for this user by an administrator
+     value  TEXT NOT NULL                  -- JSON
+   );
+   CREATE TABLE rate_state (
+     budget  TEXT PRIMARY KEY,             -- 'requests' | 'bytes'
+     tat     REAL NOT NULL                 -- GCRA theoretical arrival time, epoch ms
+   );`,
 ];
 
 /** How long a fresh reservation may wait for its session before the account asks after it. */
 const RESERVATION_CHECK_MS = 5 * 60_000;
 
-/** Limits that apply to this user, from the service settings (per-user overrides are applied here). */
-export interface AccountPolicy {
-  quotaBytes: number;
-  maxActiveUploads: number;
+export type { AccountPolicy };
+
+/** What the account decided about one request's rate: the response headers either way. */
+export interface Admission {
+  allowed: boolean;
+  /** 429 when waiting helps, 413 when the request's bytes exceed the whole byte budget. */
+  status: 200 | 413 | 429;
+  headers: Record<string, string>;
+  retryAfterSeconds: number | null;
 }
+
+/** Per-user overrides as an administrator sets them: a value, or null to remove it. */
+export type PolicyOverrides = Partial<AccountPolicy>;
 
 /** The user's ledger: `usedBytes + reservedBytes ≤ limitBytes` whenever a reservation is granted. */
 export interface Usage {
@@ -62,6 +90,8 @@ export interface ReserveRequest {
   fileId: string;
   filename: string;
   bytes: number;
+  /** Checked against the user's allowed types, when given. */
+  contentType?: string;
   policy: AccountPolicy;
 }
 
@@ -69,6 +99,14 @@ export interface ReserveRequest {
 export type LedgerMessage =
   | { userId: string; uploadId: string; kind: "commit"; file: FileRecord }
   | { userId: string; uploadId: string; kind: "release"; reason: string };
+
+export interface AccountView {
+  userId: string;
+  usage: Usage;
+  limits: AccountPolicy;
+  overrides: PolicyOverrides;
+  activeUploads: ActiveUpload[];
+}
 
 export interface ActiveUpload {
   uploadId: string;
@@ -115,6 +153,20 @@ export class UserAccount extends DurableObject<Env> {
     this.#bind(req.userId);
     const existing = oneRow<{ state: string }>(this.#sql, "SELECT state FROM reservations WHERE upload_id = ?", req.uploadId);
     if (existing) return ok(this.#usage(req.policy));
+    // The user's own limits (administrator overrides) decide; they may be looser or stricter than the service's.
+    const policy = this.#effective(req.policy);
+    if (req.bytes > policy.maxFileSizeBytes) {
+      return fail(413, "file_too_large", `Files are limited to ${policy.maxFileSizeBytes} bytes`, {
+        size: req.bytes,
+        maxFileSizeBytes: policy.maxFileSizeBytes,
+      });
+    }
+    if (req.contentType !== undefined && !isAllowedMediaType(req.contentType, policy.allowedContentTypes)) {
+      return fail(415, "unsupported_media_type", `Uploads of ${req.contentType} are not allowed`, {
+        contentType: req.contentType,
+        allowed: policy.allowedContentTypes,
+      });
+    }
     const before = this.#usage(req.policy);
     if (before.usedBytes + before.reservedBytes + req.bytes > before.limitBytes) {
       return fail(413, "quota_exceeded", "The upload does not fit in the remaining quota", {
@@ -124,10 +176,10 @@ export class UserAccount extends DurableObject<Env> {
         requestedBytes: req.bytes,
       });
     }
-    if (before.activeUploads >= req.policy.maxActiveUploads) {
+    if (before.activeUploads >= policy.maxActiveUploads) {
       return fail(429, "too_many_active_uploads", "Too many uploads are active; complete or abort one first", {
         activeUploads: before.activeUploads,
-        maxActiveUploads: req.policy.maxActiveUploads,
+        maxActiveUploads: policy.maxActiveUploads,
       });
     }
     const now = Date.now();
@@ -142,6 +194,73 @@ export class UserAccount extends DurableObject<Env> {
     );
     this.#changed(req.policy, []);
     return ok(this.#usage(req.policy));
+  }
+
+  /**
+   * Decides whether one request may proceed under the user's rate limits (GCRA: no timers, exact under
+   * concurrency because this object serializes its callers): one request unit, plus `bytes` of the byte
+   * budget for a request that carries upload data. A refused request spends nothing.
+   */
+  async admit(req: { userId: string; policy: AccountPolicy; bytes: number }): Promise<Admission> {
+    this.#bind(req.userId);
+    const policy = this.#effective(req.policy);
+    const limits = userLimits(policy);
+    const states = Object.fromEntries(
+      this.#sql.exec<{ budget: string; tat: number }>("SELECT budget, tat FROM rate_state").toArray().map((r) => [r.budget, { tat: r.tat } as GcraState]),
+    );
+    const now = Date.now();
+    const checks: Record<string, BudgetCheck> = { [REQUESTS_POLICY]: { state: states[REQUESTS_POLICY], limit: limits.requests, cost: 1 } };
+    if (req.bytes > 0) checks[BYTES_POLICY] = { state: states[BYTES_POLICY], limit: limits.bytes, cost: req.bytes };
+    const decision = gcraAll(checks, now);
+    if (decision.allowed) {
+      for (const [budget, result] of Object.entries(decision.results)) {
+        this.#sql.exec(
+          "INSERT INTO rate_state (budget, tat) VALUES (?, ?) ON CONFLICT (budget) DO UPDATE SET tat = excluded.tat",
+          budget,
+          result.state.tat,
+        );
+      }
+    }
+    const decisions = [
+      { policy: quotaPolicy(REQUESTS_POLICY, limits.requests), result: decision.results[REQUESTS_POLICY] },
+      ...(decision.results[BYTES_POLICY]
+        ? [{ policy: quotaPolicy(BYTES_POLICY, limits.bytes, "content-bytes"), result: decision.results[BYTES_POLICY] }]
+        : []),
+    ];
+    const headers = rateLimitHeaders(decisions);
+    const tooBig = decisions.some((d) => d.result.exceedsBurst);
+    const waits = decisions.filter((d) => !d.result.allowed && d.result.retryAfterSeconds !== null).map((d) => d.result.retryAfterSeconds!);
+    return {
+      allowed: decision.allowed,
+      status: decision.allowed ? 200 : tooBig ? 413 : 429,
+      headers,
+      retryAfterSeconds: decision.allowed || tooBig ? null : Math.max(...waits),
+    };
+  }
+
+  /** Sets or (with null) removes this user's overrides of the service policy. */
+  async setOverrides(userId: string, patch: { [K in keyof AccountPolicy]?: AccountPolicy[K] | null }, policy: AccountPolicy): Promise<AccountView> {
+    this.#bind(userId);
+    for (const [key, value] of Object.entries(patch)) {
+      if (value === undefined) continue;
+      if (value === null) this.#sql.exec("DELETE FROM overrides WHERE key = ?", key);
+      else this.#sql.exec("INSERT INTO overrides (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, JSON.stringify(value));
+    }
+    // The limit is part of the ledger's checkpoint: record the change.
+    this.#changed(this.#effective(policy), []);
+    return this.adminView(userId, policy);
+  }
+
+  /** Everything an operator needs about this user: ledger, effective limits, overrides, active uploads. */
+  async adminView(userId: string, policy: AccountPolicy): Promise<AccountView> {
+    this.#bind(userId);
+    return {
+      userId,
+      usage: this.#usage(policy),
+      limits: this.#effective(policy),
+      overrides: this.#overrides(),
+      activeUploads: await this.listActiveUploads({ userId, limit: 100 }),
+    };
   }
 
   /**
@@ -239,8 +358,19 @@ export class UserAccount extends DurableObject<Env> {
     return oneRow<{ user_id: string }>(this.#sql, "SELECT user_id FROM account WHERE id = 1")?.user_id ?? "";
   }
 
+  #overrides(): PolicyOverrides {
+    return Object.fromEntries(
+      this.#sql.exec<{ key: string; value: string }>("SELECT key, value FROM overrides").toArray().map((r) => [r.key, JSON.parse(r.value)]),
+    ) as PolicyOverrides;
+  }
+
+  /** The service policy with this user's overrides on top. */
+  #effective(policy: AccountPolicy): AccountPolicy {
+    return { ...policy, ...this.#overrides() };
+  }
+
   #usage(policy: AccountPolicy | null): Usage {
-    if (policy) this.#sql.exec("UPDATE account SET limit_bytes = ? WHERE id = 1", policy.quotaBytes);
+    if (policy) this.#sql.exec("UPDATE account SET limit_bytes = ? WHERE id = 1", this.#effective(policy).quotaBytes);
     const t = this.#sql
       .exec<{ lim: number | null; used: number; files: number; reserved: number; active: number }>(
         `SELECT (SELECT limit_bytes FROM account WHERE id = 1) AS lim,

@@ -1,7 +1,9 @@
+import { every } from "hono/combine";
 import { createMiddleware } from "hono/factory";
 import { jwt } from "hono/jwt";
 import { z } from "zod";
 import type { AppEnv } from "./app-env";
+import { admit } from "./admission";
 import { ApiError } from "./errors";
 
 /** A user id as carried in a token's `sub`: 1–128 characters of `[A-Za-z0-9._-]`. */
@@ -14,7 +16,7 @@ const Claims = z.object({ sub: UserId }).loose();
  * middleware, which also honours `exp`/`nbf`, then checks that `sub` is a valid user id and puts it on
  * the context as `userId`.
  */
-export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
+export const authenticate = createMiddleware<AppEnv>(async (c, next) => {
   const secret = c.env.AUTH_SECRET;
   if (!secret) throw new Error("AUTH_SECRET is not configured");
   const verify = jwt({ secret, alg: "HS256" });
@@ -29,3 +31,6 @@ export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
     await next();
   });
 });
+
+/** Every user route: authenticate the token, then admit the request under the user's rate limits. */
+export const requireUser = every(authenticate, admit);

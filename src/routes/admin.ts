@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { adminFingerprint, requireAdmin } from "../admin-auth";
+import { adminUsers } from "./admin-users";
 import type { AppEnv } from "../app-env";
 import { UserId } from "../auth";
 import { readConfig } from "../config";
@@ -454,7 +455,6 @@ export const admin = new Hono<AppEnv>()
     return c.json({ events: page.map(auditItem), nextCursor });
   });
 
-// ── GET /v1/admin/users/:userId and PUT /v1/admin/users/:userId ───────────────────────────────────────
-// Reserved for the lead: they read and change a user's ledger and per-user overrides through the
-// UserAccount Durable Object (src/stubs.ts `accountFor`). Chain them onto `admin` above, after `/audit`,
-// so they sit behind `requireAdmin` like every route here.
+// GET /v1/admin/users/:userId and PUT /v1/admin/users/:userId: see ./admin-users.ts. Mounted after
+// requireAdmin like every route here.
+admin.route("/users", adminUsers);

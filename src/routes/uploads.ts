@@ -3,15 +3,15 @@ import { z } from "zod";
 import type { AppEnv } from "../app-env";
 import { auditAs, requestMeta } from "../audit";
 import { requireUser } from "../auth";
-import { readConfig } from "../config";
+import { loadSettings } from "../settings";
 import { parseContentDigest } from "../content-digest";
 import type { FileRecord, SessionView } from "../domain";
 import { ApiError, unwrap } from "../errors";
 import { sanitizeFilename } from "../filename";
-import { isAllowedMediaType, MEDIA_TYPE } from "../media-type";
+import { MEDIA_TYPE } from "../media-type";
 import { decodeCursor, encodeCursor } from "../cursor";
 import { planParts } from "../part-plan";
-import { accountPolicy } from "../policy";
+import { policyFromSettings } from "../policy";
 import { assembleObject, sha256OfObject, writePart } from "../r2-parts";
 import { accountFor, sessionFor } from "../stubs";
 
@@ -108,28 +108,18 @@ export const uploads = new Hono<AppEnv>()
   .post("/", async (c) => {
     auditAs(c, { action: "upload.create" });
     const input = CreateUpload.parse(await jsonBody(c));
-    const config = readConfig(c.env);
+    const { settings } = await loadSettings(c.env);
     const userId = c.get("userId");
-    if (input.size > config.maxFileSizeBytes) {
-      throw new ApiError(413, "file_too_large", `Files are limited to ${config.maxFileSizeBytes} bytes`, {
-        size: input.size,
-        maxFileSizeBytes: config.maxFileSizeBytes,
-      });
-    }
     const contentType = input.contentType ?? "application/octet-stream";
-    if (!isAllowedMediaType(contentType, config.allowedContentTypes)) {
-      throw new ApiError(415, "unsupported_media_type", `Uploads of ${contentType} are not allowed`, {
-        contentType,
-        allowed: config.allowedContentTypes,
-      });
-    }
-    const plan = planParts(input.size, config.partSizeBytes);
+    const plan = planParts(input.size, settings.partSizeBytes);
     const uploadId = crypto.randomUUID();
     const fileId = crypto.randomUUID();
     const filename = sanitizeFilename(input.filename);
     auditAs(c, { action: "upload.create", uploadId, fileId });
     const account = accountFor(c.env, userId);
-    unwrap(await account.reserve({ userId, uploadId, fileId, filename, bytes: input.size, policy: accountPolicy(c.env) }));
+    // The account decides size, type, quota and concurrency with the user's own limits, in one round trip.
+    const policy = policyFromSettings(settings);
+    unwrap(await account.reserve({ userId, uploadId, fileId, filename, bytes: input.size, contentType, policy }));
     let session: SessionView;
     try {
       session = unwrap(
@@ -148,7 +138,7 @@ export const uploads = new Hono<AppEnv>()
             sha256: input.sha256 ?? null,
             metadata: input.metadata ?? null,
             protocol: "native",
-            ttlSeconds: config.uploadTtlSeconds,
+            ttlSeconds: settings.uploadTtlSeconds,
           },
           requestMeta(c),
         ),

@@ -2,6 +2,7 @@ import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { sign } from "hono/jwt";
 import { createApp } from "../../src/app";
+import type { AccountPolicy } from "../../src/policy";
 
 /** A user token signed with the test AUTH_SECRET; `ttlSeconds` may be negative to make an expired one. */
 export async function tokenFor(userId: string, ttlSeconds = 3600): Promise<string> {
@@ -97,4 +98,18 @@ export async function drain(stub: { pendingCheckpoints(): Promise<Record<string,
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`outbox not drained: ${JSON.stringify(await stub.pendingCheckpoints())}`);
+}
+
+/** A generous account policy with some limits set, for calling the account object directly. */
+export function testPolicy(limits: Partial<AccountPolicy>): AccountPolicy {
+  return {
+    quotaBytes: 1024 ** 3,
+    maxFileSizeBytes: 1024 ** 3,
+    allowedContentTypes: ["*/*"],
+    requestsPerSecond: 1000,
+    burst: 1000,
+    bytesPerMinute: 1024 ** 3,
+    maxActiveUploads: 100,
+    ...limits,
+  };
 }

@@ -1,7 +1,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { sweepExpiredUploads } from "../../src/sweep";
-import { callJson, callWithVars, drain, putPart, randomBytes, tokenFor, uploadWhole } from "./helpers";
+import { callJson, callWithVars, drain, putPart, randomBytes, testPolicy, tokenFor, uploadWhole } from "./helpers";
 
 const session = (uploadId: string) => env.UPLOAD_SESSION.get(env.UPLOAD_SESSION.idFromName(uploadId));
 const account = (userId: string) => env.USER_ACCOUNT.get(env.USER_ACCOUNT.idFromName(userId));
@@ -166,7 +166,7 @@ describe("the session state machine", () => {
 });
 
 describe("the ledger", () => {
-  const policy = { quotaBytes: 1000, maxActiveUploads: 3 };
+  const policy = testPolicy({ quotaBytes: 1000, maxActiveUploads: 3 });
   const meta = { requestId: "t", ipAddress: null, userAgent: null };
 
   it("keeps used + reserved ≤ limit and settles idempotently", async () => {
@@ -223,7 +223,7 @@ describe("the ledger", () => {
 });
 
 describe("reservation adjustments (deferred lengths)", () => {
-  const policy = { quotaBytes: 1000, maxActiveUploads: 10 };
+  const policy = testPolicy({ quotaBytes: 1000, maxActiveUploads: 10 });
   it("grows only within the quota and shrinks freely", async () => {
     const a = account("adjust-user");
     await a.reserve({ userId: "adjust-user", uploadId: "d1", fileId: "f", filename: "x", bytes: 0, policy });

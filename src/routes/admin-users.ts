@@ -1,0 +1,79 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../app-env";
+import { UserId } from "../auth";
+import { invalidRequest, zodDetails } from "../errors";
+import { accountPolicy } from "../policy";
+import { SettingsSchema } from "../settings";
+import { accountFor } from "../stubs";
+
+const field = SettingsSchema.shape;
+
+/**
+ * A user's overrides: each key is validated with the same bounds as the service setting it overrides;
+ * `null` removes the override so the service setting applies again. Unknown keys are refused.
+ */
+const OverridesPatch = z.strictObject({
+  quotaBytes: field.defaultQuotaBytes.nullable().optional(),
+  maxFileSizeBytes: field.maxFileSizeBytes.nullable().optional(),
+  allowedContentTypes: field.allowedContentTypes.nullable().optional(),
+  requestsPerSecond: field.requestsPerSecond.nullable().optional(),
+  burst: field.burst.nullable().optional(),
+  bytesPerMinute: field.bytesPerMinute.nullable().optional(),
+  maxActiveUploads: field.maxActiveUploads.nullable().optional(),
+});
+
+const RECENT_AUDIT = 20;
+
+function userIdOf(param: string | undefined): string {
+  const parsed = UserId.safeParse(param);
+  if (!parsed.success) throw invalidRequest("The user id is invalid", zodDetails(parsed.error));
+  return parsed.data;
+}
+
+/** The user's most recent audit events from the D1 index. */
+async function recentAudit(db: D1Database, userId: string) {
+  const { results } = await db
+    .prepare(
+      `SELECT id, action, success, file_id, upload_id, error_code, bytes_transferred, timestamp
+         FROM file_access_logs WHERE user_id = ? ORDER BY timestamp DESC, id DESC LIMIT ?`,
+    )
+    .bind(userId, RECENT_AUDIT)
+    .all<{ id: string; action: string; success: number; file_id: string | null; upload_id: string | null; error_code: string | null; bytes_transferred: number; timestamp: number }>();
+  return results.map((r) => ({
+    id: r.id,
+    action: r.action,
+    success: r.success === 1,
+    fileId: r.file_id,
+    uploadId: r.upload_id,
+    errorCode: r.error_code,
+    bytesTransferred: r.bytes_transferred,
+    timestamp: new Date(r.timestamp).toISOString(),
+  }));
+}
+
+/**
+ * `/v1/admin/users/:userId` (behind `requireAdmin`, mounted by the admin sub-app): one user's ledger,
+ * effective limits and overrides, straight from their account object, plus their recent audit events.
+ * Lowering a quota below what the user already stores is allowed: nothing is deleted, new uploads are
+ * refused until they fit.
+ */
+export const adminUsers = new Hono<AppEnv>()
+  .get("/:userId", async (c) => {
+    const userId = userIdOf(c.req.param("userId"));
+    const view = await accountFor(c.env, userId).adminView(userId, await accountPolicy(c.env));
+    return c.json({ ...view, recentAudit: await recentAudit(c.env.DB, userId) });
+  })
+  .put("/:userId", async (c) => {
+    const userId = userIdOf(c.req.param("userId"));
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      throw invalidRequest("The body must be JSON");
+    }
+    const patch = OverridesPatch.safeParse(body);
+    if (!patch.success) throw invalidRequest("The overrides are invalid", zodDetails(patch.error));
+    const view = await accountFor(c.env, userId).setOverrides(userId, patch.data, await accountPolicy(c.env));
+    return c.json({ ...view, recentAudit: await recentAudit(c.env.DB, userId) });
+  });
