@@ -36,9 +36,10 @@ function workerdRss(groupId: number): number {
 }
 
 /** Part `n` of a synthetic file: a random block stamped with its number, so parts differ. */
-function makePart(block: Buffer, n: number, size: number): Buffer {
-  const part = Buffer.from(block.subarray(0, size));
-  part.writeUInt32BE(n, 0);
+function makePart(block: Uint8Array, n: number, size: number): Uint8Array<ArrayBuffer> {
+  const part = new Uint8Array(size);
+  part.set(block.subarray(0, size));
+  new DataView(part.buffer).setUint32(0, n);
   return part;
 }
 
