@@ -1,53 +1,15 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, callJson, randomBytes, tokenFor } from "./helpers";
+import { auditRows, call, callJson, randomBytes, seedFile, tokenFor, type SeededFile } from "./helpers";
 
 // Storage is shared by every test of this file, so each test uses its own user ids.
 
-interface Seeded {
-  id: string;
-  key: string;
-  etag: string;
-  size: number;
-  lastModified: string;
-  bytes: Uint8Array;
-}
 
-/** Puts an object into R2 and its `files` row into D1, the way a completed upload leaves them. */
-async function seedFile(
-  userId: string,
-  opts: { body?: Uint8Array; filename?: string; mimeType?: string; status?: "active" | "deleted" } = {},
-): Promise<Seeded> {
-  const id = crypto.randomUUID();
-  const key = `u/${userId}/${id}`;
-  const bytes = opts.body ?? randomBytes(1000);
-  const object = (await env.BUCKET.put(key, bytes))!; // null only with onlyIf, which is not used
-  const now = Date.now();
-  await env.DB.prepare(
-    `INSERT INTO files (id, user_id, upload_id, filename, r2_key, mime_type, file_size, checksum, etag, metadata,
-                        status, deleted_at, created_at, updated_at, version)
-     VALUES (?, ?, NULL, ?, ?, ?, ?, NULL, ?, NULL, ?, NULL, ?, ?, 1)`,
-  )
-    .bind(id, userId, opts.filename ?? "data.bin", key, opts.mimeType ?? "application/octet-stream", object.size, object.etag, opts.status ?? "active", now, now)
-    .run();
-  return { id, key, etag: object.etag, size: object.size, lastModified: object.uploaded.toUTCString(), bytes };
-}
 
 async function bytesOf(res: Response): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer());
 }
 
-/** Polls D1 for the audit rows matching `where` (audit writes happen after the response, in waitUntil). */
-async function auditRows(userId: string, where: string, ...binds: unknown[]): Promise<any[]> {
-  for (let attempt = 0; attempt < 60; attempt++) {
-    const { results } = await env.DB.prepare(`SELECT * FROM file_access_logs WHERE user_id = ? AND ${where} ORDER BY timestamp`)
-      .bind(userId, ...binds)
-      .all();
-    if (results.length > 0) return results;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return [];
-}
 
 describe("GET /v1/files/:id/content", () => {
   it("streams the whole file with every representation header", async () => {
@@ -100,7 +62,7 @@ describe("GET /v1/files/:id/content", () => {
 
   describe("Range matrix (RFC 9110 §14) on a 1000-byte file", () => {
     const user = "content-range";
-    let file: Seeded;
+    let file: SeededFile;
     let token: string;
     beforeAll(async () => {
       file = await seedFile(user);
@@ -172,7 +134,7 @@ describe("GET /v1/files/:id/content", () => {
 
   describe("conditional matrix (RFC 9110 §13)", () => {
     const user = "content-cond";
-    let file: Seeded;
+    let file: SeededFile;
     let token: string;
     beforeAll(async () => {
       file = await seedFile(user);
@@ -181,7 +143,7 @@ describe("GET /v1/files/:id/content", () => {
     const hourBefore = (date: string) => new Date(Date.parse(date) - 3_600_000).toUTCString();
     const hourAfter = (date: string) => new Date(Date.parse(date) + 3_600_000).toUTCString();
 
-    type Case = { why: string; headers: (f: Seeded) => Record<string, string>; method?: string; status: number; body?: "whole" | "range" };
+    type Case = { why: string; headers: (f: SeededFile) => Record<string, string>; method?: string; status: number; body?: "whole" | "range" };
     const cases: Case[] = [
       // If-None-Match (weak comparison) → 304
       { why: "If-None-Match with the current tag", headers: (f) => ({ "If-None-Match": `"${f.etag}"` }), status: 304 },

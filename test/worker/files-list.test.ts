@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { callJson, tokenFor } from "./helpers";
+import { auditRows, callJson, tokenFor } from "./helpers";
 
 // Storage is shared by every test of this file, so each test uses its own user ids.
 
@@ -60,14 +60,6 @@ async function allPages(token: string, query: string): Promise<string[][]> {
   return pages;
 }
 
-async function auditRows(userId: string, where: string, ...binds: unknown[]): Promise<any[]> {
-  for (let attempt = 0; attempt < 60; attempt++) {
-    const { results } = await env.DB.prepare(`SELECT * FROM file_access_logs WHERE user_id = ? AND ${where}`).bind(userId, ...binds).all();
-    if (results.length > 0) return results;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return [];
-}
 
 describe("GET /v1/files", () => {
   it("lists the caller's live files newest first, in the public shape", async () => {

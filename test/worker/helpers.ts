@@ -113,3 +113,45 @@ export function testPolicy(limits: Partial<AccountPolicy>): AccountPolicy {
     ...limits,
   };
 }
+
+/** A file as a completed upload leaves it: an R2 object and its `files` row. */
+export interface SeededFile {
+  id: string;
+  key: string;
+  etag: string;
+  size: number;
+  lastModified: string;
+  bytes: Uint8Array;
+}
+
+/** Puts an object into R2 and its `files` row into D1 directly, the way a completed upload leaves them. */
+export async function seedFile(
+  userId: string,
+  opts: { body?: Uint8Array; filename?: string; mimeType?: string; status?: "active" | "deleted" } = {},
+): Promise<SeededFile> {
+  const id = crypto.randomUUID();
+  const key = `u/${userId}/${id}`;
+  const bytes = opts.body ?? randomBytes(1000);
+  const object = (await env.BUCKET.put(key, bytes))!; // null only with onlyIf, which is not used
+  const now = Date.now();
+  await env.DB.prepare(
+    `INSERT INTO files (id, user_id, upload_id, filename, r2_key, mime_type, file_size, checksum, etag, metadata,
+                        status, deleted_at, created_at, updated_at, version)
+     VALUES (?, ?, NULL, ?, ?, ?, ?, NULL, ?, NULL, ?, NULL, ?, ?, 1)`,
+  )
+    .bind(id, userId, opts.filename ?? "data.bin", key, opts.mimeType ?? "application/octet-stream", object.size, object.etag, opts.status ?? "active", now, now)
+    .run();
+  return { id, key, etag: object.etag, size: object.size, lastModified: object.uploaded.toUTCString(), bytes };
+}
+
+/** Polls D1 for a user's audit rows matching `where` (the Worker writes some after the response). */
+export async function auditRows(userId: string, where: string, ...binds: unknown[]): Promise<any[]> {
+  for (let attempt = 0; attempt < 60; attempt++) {
+    const { results } = await env.DB.prepare(`SELECT * FROM file_access_logs WHERE user_id = ? AND ${where} ORDER BY timestamp`)
+      .bind(userId, ...binds)
+      .all();
+    if (results.length > 0) return results;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return [];
+}

@@ -1,32 +1,11 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { buildLinkUrl } from "../../src/signed-links";
-import { call, callJson, randomBytes, tokenFor } from "./helpers";
+import { auditRows, call, callJson, randomBytes, seedFile, tokenFor, type SeededFile } from "./helpers";
 
 // Storage is shared by every test of this file, so each test uses its own user ids.
 
-interface Seeded {
-  id: string;
-  key: string;
-  etag: string;
-  bytes: Uint8Array;
-}
 
-/** Puts an object into R2 and its `files` row into D1, the way a completed upload leaves them. */
-async function seedFile(userId: string, filename = "photo.jpg"): Promise<Seeded> {
-  const id = crypto.randomUUID();
-  const key = `u/${userId}/${id}`;
-  const bytes = randomBytes(500);
-  const object = (await env.BUCKET.put(key, bytes))!; // null only with onlyIf, which is not used
-  const now = Date.now();
-  await env.DB.prepare(
-    `INSERT INTO files (id, user_id, filename, r2_key, mime_type, file_size, etag, status, created_at, updated_at, version)
-     VALUES (?, ?, ?, ?, 'image/jpeg', ?, ?, 'active', ?, ?, 1)`,
-  )
-    .bind(id, userId, filename, key, object.size, object.etag, now, now)
-    .run();
-  return { id, key, etag: object.etag, bytes };
-}
 
 /** Creates a link through the API; returns its URL as a path+query for `call`, and the raw response. */
 async function createLink(userId: string, fileId: string, expiresIn = 600) {
@@ -51,19 +30,14 @@ function flipBit(signature: string, index: number): string {
   return signature.slice(0, i) + BASE64URL[BASE64URL.indexOf(signature[i]) ^ 1] + signature.slice(i + 1);
 }
 
-async function auditRows(userId: string, where: string, ...binds: unknown[]): Promise<any[]> {
-  for (let attempt = 0; attempt < 60; attempt++) {
-    const { results } = await env.DB.prepare(`SELECT * FROM file_access_logs WHERE user_id = ? AND ${where}`).bind(userId, ...binds).all();
-    if (results.length > 0) return results;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return [];
-}
+
+/** A 500-byte JPEG of the user's. */
+const seedPhoto = (userId: string, filename = "photo.jpg") => seedFile(userId, { body: randomBytes(500), filename, mimeType: "image/jpeg" });
 
 describe("POST /v1/files/:id/links", () => {
   it("creates an absolute, signed GET link and audits it", async () => {
     const user = "link-create";
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const before = Math.floor(Date.now() / 1000);
     const { res, url } = await createLink(user, file.id, 3600);
     expect(Object.keys(res.body).sort()).toEqual(["expiresAt", "url"]);
@@ -93,7 +67,7 @@ describe("POST /v1/files/:id/links", () => {
     { body: [60], why: "not an object" },
   ])("refuses expiresIn $why with 400 invalid_request", async ({ body }) => {
     const user = "link-bad-ttl";
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const res = await callJson(`/v1/files/${file.id}/links`, { method: "POST", token: await tokenFor(user), json: body });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe("invalid_request");
@@ -102,7 +76,7 @@ describe("POST /v1/files/:id/links", () => {
 
   it("refuses a body that is not JSON, and accepts the 7-day maximum", async () => {
     const user = "link-body";
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const token = await tokenFor(user);
     const garbage = await callJson(`/v1/files/${file.id}/links`, { method: "POST", token, body: "expiresIn=60" });
     expect(garbage.status).toBe(400);
@@ -112,7 +86,7 @@ describe("POST /v1/files/:id/links", () => {
   });
 
   it("answers another user's file like an unknown one, and audits the denial", async () => {
-    const file = await seedFile("link-owner");
+    const file = await seedPhoto("link-owner");
     const token = await tokenFor("link-intruder");
     const foreign = await callJson(`/v1/files/${file.id}/links`, { method: "POST", token, json: { expiresIn: 60 } });
     const unknown = await callJson(`/v1/files/${crypto.randomUUID()}/links`, { method: "POST", token, json: { expiresIn: 60 } });
@@ -124,7 +98,7 @@ describe("POST /v1/files/:id/links", () => {
   });
 
   it("needs a bearer token", async () => {
-    const file = await seedFile("link-anon");
+    const file = await seedPhoto("link-anon");
     const res = await callJson(`/v1/files/${file.id}/links`, { method: "POST", json: { expiresIn: 60 } });
     expect(res.status).toBe(401);
   });
@@ -133,7 +107,7 @@ describe("POST /v1/files/:id/links", () => {
 describe("GET|HEAD /v1/links/:id", () => {
   it("downloads without a token, with the same headers as the authenticated route", async () => {
     const user = "link-get";
-    const file = await seedFile(user, "holiday photo.jpg");
+    const file = await seedPhoto(user, "holiday photo.jpg");
     const { path } = await createLink(user, file.id);
     const viaLink = await call(path);
     const direct = await call(`/v1/files/${file.id}/content`, { token: await tokenFor(user) });
@@ -149,7 +123,7 @@ describe("GET|HEAD /v1/links/:id", () => {
 
   it("shares Range, conditional and HEAD behaviour with the authenticated route", async () => {
     const user = "link-range";
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const { path } = await createLink(user, file.id);
 
     const part = await call(path, { headers: { Range: "bytes=-10" } });
@@ -185,8 +159,8 @@ describe("GET|HEAD /v1/links/:id", () => {
 
   it("refuses a tampered signature, a changed id, owner or expiry with 403 link_invalid", async () => {
     const user = "link-tamper";
-    const file = await seedFile(user);
-    const other = await seedFile(user);
+    const file = await seedPhoto(user);
+    const other = await seedPhoto(user);
     const { url } = await createLink(user, file.id);
     const signature = url.searchParams.get("signature")!;
     const expires = url.searchParams.get("expires")!;
@@ -219,7 +193,7 @@ describe("GET|HEAD /v1/links/:id", () => {
 
   it("refuses a link signed with another secret", async () => {
     const user = "link-secret";
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const forged = new URL(
       await buildLinkUrl("https://uploads.test", "not-the-real-secret", { fileId: file.id, userId: user, expiresAt: Math.floor(Date.now() / 1000) + 600, scope: "GET" }),
     );
@@ -230,7 +204,7 @@ describe("GET|HEAD /v1/links/:id", () => {
 
   it("refuses an expired link with 403 link_expired and audits it for the owner", async () => {
     const user = "link-expired";
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const past = Math.floor(Date.now() / 1000) - 10;
     const signed = new URL(await buildLinkUrl("https://uploads.test", env.AUTH_SECRET, { fileId: file.id, userId: user, expiresAt: past, scope: "GET" }));
     const res = await callJson(`${signed.pathname}${signed.search}`);
@@ -245,7 +219,7 @@ describe("GET|HEAD /v1/links/:id", () => {
 
   it("stops working once expiresIn has passed", async () => {
     const user = "link-short";
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const { path } = await createLink(user, file.id, 1);
     // Valid right away (unless this second already ended, which the expiry check below covers anyway).
     const expires = Number(new URL(path, "https://x").searchParams.get("expires"));
@@ -257,8 +231,8 @@ describe("GET|HEAD /v1/links/:id", () => {
 
   it("answers 404 once the file is deleted or its object is gone", async () => {
     const user = "link-deleted";
-    const file = await seedFile(user);
-    const orphan = await seedFile(user);
+    const file = await seedPhoto(user);
+    const orphan = await seedPhoto(user);
     const { path } = await createLink(user, file.id);
     const { path: orphanPath } = await createLink(user, orphan.id);
     expect((await call(path, { method: "HEAD" })).status).toBe(200);
@@ -277,7 +251,7 @@ describe("GET|HEAD /v1/links/:id", () => {
 
   it.each(["DELETE", "PUT", "POST", "PATCH", "OPTIONS"])("answers %s with 405 and changes nothing", async (method) => {
     const user = `link-method-${method.toLowerCase()}`;
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const { path } = await createLink(user, file.id);
     const res = await callJson(path, { method, ...(method === "PUT" || method === "POST" ? { body: "x" } : {}) });
     expect(res.status).toBe(405);
@@ -292,7 +266,7 @@ describe("GET|HEAD /v1/links/:id", () => {
 
   it("records link downloads in the owner's audit log with the bytes sent", async () => {
     const user = "link-audit";
-    const file = await seedFile(user);
+    const file = await seedPhoto(user);
     const { path } = await createLink(user, file.id);
     await (await call(path, { headers: { Range: "bytes=0-99", "CF-Connecting-IP": "198.51.100.9" } })).arrayBuffer();
     let rows: any[] = [];
