@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app-env";
 import { UserId } from "../auth";
+import { auditEventView, type AuditRow } from "../audit-view";
 import { invalidRequest, zodDetails } from "../errors";
 import { accountPolicy } from "../policy";
 import { SettingsSchema } from "../settings";
@@ -34,22 +35,10 @@ function userIdOf(param: string | undefined): string {
 /** The user's most recent audit events from the D1 index. */
 async function recentAudit(db: D1Database, userId: string) {
   const { results } = await db
-    .prepare(
-      `SELECT id, action, success, file_id, upload_id, error_code, bytes_transferred, timestamp
-         FROM file_access_logs WHERE user_id = ? ORDER BY timestamp DESC, id DESC LIMIT ?`,
-    )
+    .prepare("SELECT * FROM file_access_logs WHERE user_id = ? ORDER BY timestamp DESC, id DESC LIMIT ?")
     .bind(userId, RECENT_AUDIT)
-    .all<{ id: string; action: string; success: number; file_id: string | null; upload_id: string | null; error_code: string | null; bytes_transferred: number; timestamp: number }>();
-  return results.map((r) => ({
-    id: r.id,
-    action: r.action,
-    success: r.success === 1,
-    fileId: r.file_id,
-    uploadId: r.upload_id,
-    errorCode: r.error_code,
-    bytesTransferred: r.bytes_transferred,
-    timestamp: new Date(r.timestamp).toISOString(),
-  }));
+    .all<AuditRow>();
+  return results.map(auditEventView);
 }
 
 /**

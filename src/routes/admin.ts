@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { adminFingerprint, requireAdmin } from "../admin-auth";
+import { adminAuditEventView, type AuditRow } from "../audit-view";
 import { adminUsers } from "./admin-users";
 import type { AppEnv } from "../app-env";
 import { UserId } from "../auth";
@@ -244,49 +245,7 @@ async function commit(
   throw new ApiError(409, "version_conflict", "Settings are changing concurrently; read them again and retry");
 }
 
-interface AuditRow {
-  id: string;
-  file_id: string | null;
-  upload_id: string | null;
-  user_id: string;
-  action: string;
-  success: number;
-  error_code: string | null;
-  error_message: string | null;
-  bytes_transferred: number;
-  duration_ms: number | null;
-  ip_address: string | null;
-  user_agent: string | null;
-  metadata: string | null;
-  timestamp: number;
-}
 
-function auditItem(row: AuditRow) {
-  let metadata: unknown = null;
-  if (row.metadata !== null) {
-    try {
-      metadata = JSON.parse(row.metadata);
-    } catch {
-      metadata = row.metadata;
-    }
-  }
-  return {
-    id: row.id,
-    userId: row.user_id,
-    action: row.action,
-    success: row.success === 1,
-    fileId: row.file_id,
-    uploadId: row.upload_id,
-    errorCode: row.error_code,
-    errorMessage: row.error_message,
-    bytesTransferred: row.bytes_transferred,
-    durationMs: row.duration_ms,
-    ipAddress: row.ip_address,
-    userAgent: row.user_agent,
-    metadata,
-    timestamp: new Date(row.timestamp).toISOString(),
-  };
-}
 
 /** How often an unconditional write (`If-Match: *`, or a rollback without If-Match) retries a lost race. */
 const UNCONDITIONAL_ATTEMPTS = 3;
@@ -452,7 +411,7 @@ export const admin = new Hono<AppEnv>()
     const last = page[page.length - 1];
     const nextCursor = results.length > q.limit && last ? encodeAuditCursor(last.timestamp, last.id) : null;
     // `events`, as GET /v1/audit names them; each also carries userId and errorMessage here.
-    return c.json({ events: page.map(auditItem), nextCursor });
+    return c.json({ events: page.map(adminAuditEventView), nextCursor });
   });
 
 // GET /v1/admin/users/:userId and PUT /v1/admin/users/:userId: see ./admin-users.ts. Mounted after
