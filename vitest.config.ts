@@ -38,8 +38,10 @@ export default defineConfig({
           include: ["test/e2e/**/*.test.ts"],
           testTimeout: 180_000,
           hookTimeout: 120_000,
-          // Each file starts its own wrangler dev; two at a time fit a 2-core machine.
-          maxWorkers: 2,
+          // Each file starts its own wrangler dev that moves hundreds of MiB; one at a time, so two servers
+          // never compete for the 2 cores of the CI machine (under that load workerd dropped connections).
+          maxWorkers: 1,
+          fileParallelism: false,
         },
       },
     ],

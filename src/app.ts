@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import type { AppEnv } from "./app-env";
 import { auditRefusals } from "./audit";
+import { cors } from "./cors";
 import { ApiError, renderError } from "./errors";
 import { requestLog } from "./logging";
 import { admin } from "./routes/admin";
@@ -9,6 +10,7 @@ import { auditLog } from "./routes/audit-log";
 import { files } from "./routes/files";
 import { health } from "./routes/health";
 import { links } from "./routes/links";
+import { tus } from "./routes/tus";
 import { uploads } from "./routes/uploads";
 import { usage } from "./routes/usage";
 
@@ -29,11 +31,13 @@ export function createApp() {
     }),
   );
   app.use(requestLog);
+  app.use(cors);
   app.use("/v1/*", auditRefusals);
 
   app.route("/", health);
   app.route("/v1/usage", usage);
   app.route("/v1/uploads", uploads);
+  app.route("/v1/tus", tus);
   app.route("/v1/files", files);
   app.route("/v1/links", links);
   app.route("/v1/audit", auditLog);

@@ -72,4 +72,19 @@ export interface SessionInit {
   metadata: Record<string, string> | null;
   protocol: Protocol;
   ttlSeconds: number;
+  /** tus uploads only: what the tus front door needs beyond the common session. */
+  tus?: TusInit;
+}
+
+/**
+ * What a tus upload adds to a session. A deferred length (`Upload-Defer-Length: 1`) opens the session
+ * with `size` 0 and `partCount` 0 and a part size planned for the largest allowed file; the length is
+ * recorded once a PATCH declares it.
+ */
+export interface TusInit {
+  lengthDeferred: boolean;
+  /** The `Upload-Metadata` header exactly as the client sent it at creation (validated), echoed on HEAD. */
+  metadataHeader: string | null;
+  /** The largest length a deferred upload may declare: the user's file size limit at creation. */
+  maxLength: number;
 }

@@ -2,6 +2,7 @@ import { Hono, type Context } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app-env";
 import { auditAs, requestMeta } from "../audit";
+import { completeUpload } from "../complete-upload";
 import { requireUser } from "../auth";
 import { loadSettings } from "../settings";
 import { parseContentDigest } from "../content-digest";
@@ -12,7 +13,7 @@ import { MEDIA_TYPE } from "../media-type";
 import { decodeCursor, encodeCursor } from "../cursor";
 import { planParts } from "../part-plan";
 import { policyFromSettings } from "../policy";
-import { assembleObject, sha256OfObject, writePart } from "../r2-parts";
+import { writePart } from "../r2-parts";
 import { accountFor, sessionFor } from "../stubs";
 
 /** Client metadata is a small string map: at most 2 KiB as JSON. */
@@ -217,22 +218,7 @@ export const uploads = new Hono<AppEnv>()
   .post("/:id/complete", async (c) => {
     const uploadId = uploadIdOf(c);
     auditAs(c, { action: "upload.complete", uploadId });
-    const userId = c.get("userId");
-    const session = sessionFor(c.env, uploadId);
-    const step = unwrap(await session.beginCompletion(userId));
-    if (step.kind === "done") return c.json({ file: fileJson(step.file) });
-    const { etag } = await assembleObject(c.env.BUCKET, step);
-    let checksum: "verified" | "not_declared" | { mismatch: string } = "not_declared";
-    if (step.sha256) {
-      const actual = await sha256OfObject(c.env.BUCKET, step.r2Key);
-      if (actual === step.sha256) checksum = "verified";
-      else {
-        // Never keep bytes the client did not mean: delete before the session releases the quota.
-        await c.env.BUCKET.delete(step.r2Key);
-        checksum = { mismatch: actual };
-      }
-    }
-    const file = unwrap(await session.finishCompletion(userId, { etag, checksum }, requestMeta(c)));
+    const file = await completeUpload(c.env, uploadId, c.get("userId"), requestMeta(c));
     return c.json({ file: fileJson(file) });
   })
 
