@@ -13,9 +13,9 @@ export interface PageKey {
 }
 
 /** Which listing a cursor belongs to, so a cursor of one listing is refused by another. */
-export type CursorKind = "files" | "audit";
+export type CursorKind = "files" | "audit" | "uploads";
 
-const CursorPayload = z.tuple([z.enum(["files", "audit"]), z.number().int().min(0), z.string().min(1).max(256)]);
+const CursorPayload = z.tuple([z.enum(["files", "audit", "uploads"]), z.number().int().min(0), z.string().min(1).max(256)]);
 
 /** Encodes a page key as an opaque cursor: base64url of a small JSON tuple. Clients must not parse it. */
 export function encodeCursor(kind: CursorKind, key: PageKey): string {

@@ -10,7 +10,7 @@ import type { FileRecord, SessionView } from "../domain";
 import { ApiError, unwrap } from "../errors";
 import { sanitizeFilename } from "../filename";
 import { MEDIA_TYPE } from "../media-type";
-import { decodeCursor, encodeCursor } from "../cursor";
+import { Cursor, decodeCursor, Limit, pageOf } from "../pagination";
 import { planParts } from "../part-plan";
 import { policyFromSettings } from "../policy";
 import { writePart } from "../r2-parts";
@@ -40,11 +40,7 @@ const CreateUpload = z
 const UploadId = z.uuid();
 /** Part numbers as written in the path; the range check against the session's plan is the session's. */
 const PartNumber = z.string().regex(/^\d{1,6}$/, "must be a whole number").transform(Number);
-const ListQuery = z.object({
-  cursor: z.string().max(512).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-});
-const UploadCursor = z.object({ t: z.number().int(), id: z.string() });
+const ListQuery = z.object({ cursor: Cursor, limit: Limit });
 
 /** Reads the upload id path parameter; a malformed one names no upload, so it answers 404. */
 function uploadIdOf(c: Context<AppEnv>): string {
@@ -94,6 +90,8 @@ export function fileJson(f: FileRecord) {
     ...(f.sha256 ? { sha256: f.sha256 } : {}),
     etag: f.etag,
     createdAt: iso(f.createdAt),
+    // The same shape as GET /v1/files/:id, so a client can keep the completion answer as the file.
+    metadata: f.metadata ?? {},
   };
 }
 
@@ -166,18 +164,17 @@ export const uploads = new Hono<AppEnv>()
   // The caller's uploads still holding a reservation, newest first: what to resume after a restart.
   .get("/", async (c) => {
     const query = ListQuery.parse(c.req.query());
-    const after = query.cursor ? decodeCursor(query.cursor, UploadCursor) : undefined;
+    const after = query.cursor !== undefined ? decodeCursor("uploads", query.cursor) : undefined;
     const userId = c.get("userId");
     const rows = await accountFor(c.env, userId).listActiveUploads({
       userId,
       limit: query.limit + 1,
-      after: after ? { createdAt: after.t, uploadId: after.id } : undefined,
+      after: after ? { createdAt: after.time, uploadId: after.id } : undefined,
     });
-    const page = rows.slice(0, query.limit);
-    const last = page.at(-1);
+    const page = pageOf("uploads", rows, query.limit, (u) => ({ time: u.createdAt, id: u.uploadId }));
     return c.json({
-      uploads: page.map((u) => ({ uploadId: u.uploadId, filename: u.filename, size: u.size, createdAt: iso(u.createdAt) })),
-      nextCursor: rows.length > query.limit && last ? encodeCursor({ t: last.createdAt, id: last.uploadId }) : null,
+      uploads: page.items.map((u) => ({ uploadId: u.uploadId, filename: u.filename, size: u.size, createdAt: iso(u.createdAt) })),
+      nextCursor: page.nextCursor,
     });
   })
 
