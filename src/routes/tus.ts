@@ -14,6 +14,7 @@ import type { AppEnv } from "../app-env";
 import { auditAs, requestMeta } from "../audit";
 import { requireUser } from "../auth";
 import { completeUpload } from "../complete-upload";
+import { createUpload } from "../create-upload";
 import type { FileRecord, SessionView } from "../domain";
 import { ApiError, unwrap, type Outcome } from "../errors";
 import { sanitizeFilename } from "../filename";
@@ -245,34 +246,26 @@ async function create(c: Context<AppEnv>) {
   const fileId = crypto.randomUUID();
   const filename = sanitizeFilename(fields.filename ?? "");
   auditAs(c, { action: "upload.create", uploadId, fileId });
-  unwrap(await account.reserve({ userId, uploadId, fileId, filename, bytes: length ?? 0, contentType: fields.contentType, policy }));
-  let session: SessionView;
-  try {
-    session = unwrap(
-      await sessionFor(c.env, uploadId).open(
-        {
-          uploadId,
-          userId,
-          fileId,
-          r2Key: `u/${userId}/${fileId}`,
-          filename,
-          contentType: fields.contentType,
-          size: length ?? 0,
-          partSize: plan.partSize,
-          partCount: plan.partCount,
-          sha256: null,
-          metadata: fields.metadata,
-          protocol: "tus",
-          ttlSeconds: settings.uploadTtlSeconds,
-          tus: { lengthDeferred: length === null, metadataHeader: metadata?.header ?? null, maxLength },
-        },
-        requestMeta(c),
-      ),
-    );
-  } catch (err) {
-    await account.settle({ userId, uploadId, kind: "release", reason: "open_failed" });
-    throw err;
-  }
+  const session = await createUpload(
+    c.env,
+    {
+      uploadId,
+      userId,
+      fileId,
+      filename,
+      contentType: fields.contentType,
+      size: length ?? 0,
+      partSize: plan.partSize,
+      partCount: plan.partCount,
+      sha256: null,
+      metadata: fields.metadata,
+      protocol: "tus",
+      ttlSeconds: settings.uploadTtlSeconds,
+      tus: { lengthDeferred: length === null, metadataHeader: metadata?.header ?? null, maxLength },
+    },
+    policy,
+    requestMeta(c),
+  );
   // "The Server MUST acknowledge a successful upload creation with the `201 Created` status. The Server
   // MUST set the `Location` header to the URL of the created resource. This URL MAY be absolute or
   // relative." "If the expiration is known at the creation, the `Upload-Expires` header MUST be included

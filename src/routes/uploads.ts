@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { AppEnv } from "../app-env";
 import { auditAs, requestMeta } from "../audit";
 import { completeUpload } from "../complete-upload";
+import { createUpload } from "../create-upload";
 import { requireUser } from "../auth";
 import { loadSettings } from "../settings";
 import { parseContentDigest } from "../content-digest";
@@ -115,37 +116,25 @@ export const uploads = new Hono<AppEnv>()
     const fileId = crypto.randomUUID();
     const filename = sanitizeFilename(input.filename);
     auditAs(c, { action: "upload.create", uploadId, fileId });
-    const account = accountFor(c.env, userId);
-    // The account decides size, type, quota and concurrency with the user's own limits, in one round trip.
-    const policy = policyFromSettings(settings);
-    unwrap(await account.reserve({ userId, uploadId, fileId, filename, bytes: input.size, contentType, policy }));
-    let session: SessionView;
-    try {
-      session = unwrap(
-        await sessionFor(c.env, uploadId).open(
-          {
-            uploadId,
-            userId,
-            fileId,
-            // The storage key is the server's, never the client's: no traversal, no collisions.
-            r2Key: `u/${userId}/${fileId}`,
-            filename,
-            contentType,
-            size: input.size,
-            partSize: plan.partSize,
-            partCount: plan.partCount,
-            sha256: input.sha256 ?? null,
-            metadata: input.metadata ?? null,
-            protocol: "native",
-            ttlSeconds: settings.uploadTtlSeconds,
-          },
-          requestMeta(c),
-        ),
-      );
-    } catch (err) {
-      await account.settle({ userId, uploadId, kind: "release", reason: "open_failed" });
-      throw err;
-    }
+    const session = await createUpload(
+      c.env,
+      {
+        uploadId,
+        userId,
+        fileId,
+        filename,
+        contentType,
+        size: input.size,
+        partSize: plan.partSize,
+        partCount: plan.partCount,
+        sha256: input.sha256 ?? null,
+        metadata: input.metadata ?? null,
+        protocol: "native",
+        ttlSeconds: settings.uploadTtlSeconds,
+      },
+      policyFromSettings(settings),
+      requestMeta(c),
+    );
     c.header("Location", `/v1/uploads/${uploadId}`);
     return c.json(
       {
