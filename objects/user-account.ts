@@ -251,6 +251,12 @@ export class UserAccount extends DurableObject<Env> {
     return this.adminView(userId, policy);
   }
 
+  /** The user's effective limits (service policy with overrides) and ledger: what a client may still send. */
+  async limits(userId: string, policy: AccountPolicy): Promise<{ limits: AccountPolicy; usage: Usage }> {
+    this.#bind(userId);
+    return { limits: this.#effective(policy), usage: this.#usage(policy) };
+  }
+
   /** Everything an operator needs about this user: ledger, effective limits, overrides, active uploads. */
   async adminView(userId: string, policy: AccountPolicy): Promise<AccountView> {
     this.#bind(userId);

@@ -130,7 +130,7 @@ async function options(c: Context<AppEnv>) {
   let maxSize = Math.min(settings.maxFileSizeBytes, MAX_PLANNABLE_SIZE);
   const userId = c.get("userId");
   if (userId) {
-    const view = await accountFor(c.env, userId).adminView(userId, policyFromSettings(settings));
+    const view = await accountFor(c.env, userId).limits(userId, policyFromSettings(settings));
     const free = view.usage.limitBytes - view.usage.usedBytes - view.usage.reservedBytes;
     maxSize = Math.max(0, Math.min(view.limits.maxFileSizeBytes, MAX_PLANNABLE_SIZE, free));
   }
@@ -236,7 +236,7 @@ async function create(c: Context<AppEnv>) {
   if (length === null) {
     // A deferred length may grow to the user's file size limit: plan equal parts for that, so the upload
     // never needs more than 10,000 of them.
-    const limits = (await account.adminView(userId, policy)).limits;
+    const { limits } = await account.limits(userId, policy);
     maxLength = Math.min(limits.maxFileSizeBytes, MAX_PLANNABLE_SIZE);
     plan = { partSize: planParts(maxLength, settings.partSizeBytes).partSize, partCount: 0 };
   } else {
