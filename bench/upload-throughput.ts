@@ -2,7 +2,8 @@
 // growing size through a real `wrangler dev` (local R2, D1, Durable Objects).
 //   npm run bench                      # 64 MiB, 256 MiB, 1 GiB with 4 parts in flight
 //   npm run bench -- --sizes 64,512 --concurrency 8
-// Prints, per file size: wall time, MiB/s, and workerd's resident memory before and at its peak. If bytes
+// Prints, per file size: wall time, MiB/s, and workerd's resident memory (idle, peak while uploading, and after
+// the parts, the completion and the verifying download). If bytes
 // were buffered anywhere, peak memory would grow with the file size; streaming keeps it flat.
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
@@ -48,7 +49,7 @@ try {
   const token = await server.token("bench-user");
   const block = (await import("node:crypto")).randomBytes(8 * MiB);
   console.log(`durable-uploads upload benchmark: wrangler dev on ${server.url}, ${concurrency} parts in flight`);
-  console.log("size_MiB  parts  seconds  MiB_per_s  workerd_rss_idle_MiB  workerd_rss_peak_MiB");
+  console.log("size_MiB  parts  seconds  MiB_per_s  rss_idle  rss_peak  after_parts  after_complete  after_download  (RSS in MiB)");
   for (const sizeMiB of sizesMiB) {
     const size = sizeMiB * MiB;
     const idle = workerdRss(server.pid);
@@ -75,10 +76,12 @@ try {
         }
       }),
     );
+    const afterParts = workerdRss(server.pid);
     const done = await server.fetch(`/v1/uploads/${uploadId}/complete`, { method: "POST", token });
     if (done.status !== 200) throw new Error(`complete: ${done.status} ${await done.text()}`);
     const seconds = (performance.now() - started) / 1000;
     clearInterval(sampler);
+    const afterComplete = workerdRss(server.pid);
     // Verify the stored bytes once (outside the timing): same hash as the parts sent, in order.
     const { file } = (await done.json()) as { file: { id: string } };
     const expected = createHash("sha256");
@@ -87,9 +90,10 @@ try {
     const download = await server.fetch(`/v1/files/${file.id}/content`, { token });
     for await (const chunk of download.body as unknown as AsyncIterable<Uint8Array>) got.update(chunk);
     if (got.digest("hex") !== expected.digest("hex")) throw new Error("stored bytes differ from the bytes sent");
+    const afterDownload = workerdRss(server.pid);
     await server.fetch(`/v1/files/${file.id}`, { method: "DELETE", token });
     console.log(
-      [sizeMiB, partCount, seconds.toFixed(2), (sizeMiB / seconds).toFixed(1), (idle / MiB).toFixed(0), (peak / MiB).toFixed(0)]
+      [sizeMiB, partCount, seconds.toFixed(2), (sizeMiB / seconds).toFixed(1), ...[idle, peak, afterParts, afterComplete, afterDownload].map((b) => (b / MiB).toFixed(0))]
         .map((v) => String(v).padStart(8))
         .join("  "),
     );
