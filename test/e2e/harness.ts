@@ -152,3 +152,13 @@ export async function startDevServer(options: StartOptions = {}): Promise<DevSer
     },
   };
 }
+
+/** Polls until `check` returns a truthy value or the time runs out (then returns the last value). */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

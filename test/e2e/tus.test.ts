@@ -4,20 +4,11 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { Upload, type HttpRequest, type UploadOptions } from "tus-js-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startDevServer, type DevServer } from "./harness.ts";
+import { eventually, startDevServer, type DevServer } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until `check` returns a truthy value or the time runs out. */
-async function eventually<T>(check: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value || Date.now() > deadline) return value;
-    await sleep(200);
-  }
-}
 
 interface Done {
   upload: Upload;

@@ -2,20 +2,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startDevServer, type DevServer } from "./harness.ts";
+import { eventually, startDevServer, type DevServer } from "./harness.ts";
 
 const MiB = 1024 * 1024;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until `check` returns a truthy value or the time runs out. */
-async function eventually<T>(check: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value || Date.now() > deadline) return value;
-    await sleep(200);
-  }
-}
 
 /** Sends `sent` bytes of a body that declares `declared` bytes, then drops the connection. */
 function cutOffPart(server: DevServer, path: string, token: string, bytes: Buffer, sent: number): Promise<void> {
