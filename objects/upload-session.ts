@@ -1,11 +1,11 @@
-import { DurableObject } from "cloudflare:workers";
 import { auditSql, type AuditAction, type RequestMeta } from "../src/audit";
 import type { FileRecord, PartRecord, SessionInit, SessionView, UploadStatus } from "../src/domain";
 import { fail, ok, type Failure, type Outcome } from "../src/errors";
 import { accountFor } from "../src/stubs";
 import { uploadRowStatement } from "./checkpoints";
-import { OUTBOX_SCHEMA, Outbox, runOnD1, type SqlStatement } from "./outbox";
-import { migrateSchema, oneRow } from "./schema";
+import { OUTBOX_SCHEMA, runOnD1, type SqlStatement } from "./outbox";
+import { oneRow } from "./schema";
+import { SqliteObject } from "./sqlite-object";
 import type { AccountPolicy } from "../src/policy";
 import type { LedgerMessage } from "./user-account";
 
@@ -244,21 +244,9 @@ export type LedgerView =
  * Every state change and the messages it owes (D1 checkpoint, ledger settlement, R2 clean-up) are
  * written in one synchronous step into SQLite and the outbox; delivery comes after, at least once.
  */
-export class UploadSession extends DurableObject<Env> {
-  readonly #sql: SqlStorage;
-  readonly #outbox: Outbox;
-
+export class UploadSession extends SqliteObject {
   constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    this.#sql = ctx.storage.sql;
-    migrateSchema(ctx.storage, SCHEMA);
-    this.#outbox = new Outbox(this.#sql);
-  }
-
-  /** Readiness probe: proves the namespace routes to a live object with working storage. */
-  async ping(): Promise<"pong"> {
-    this.#sql.exec("SELECT 1");
-    return "pong";
+    super(ctx, env, SCHEMA);
   }
 
   /**
@@ -283,13 +271,13 @@ export class UploadSession extends DurableObject<Env> {
     // The await above opened the input gate; a concurrent open of the same id may have won.
     const raced = this.#row();
     if (raced) {
-      if (r2UploadId) this.#outbox.enqueue("r2", { op: "abort", key: init.r2Key, uploadId: r2UploadId } satisfies R2Job);
+      if (r2UploadId) this.outbox.enqueue("r2", { op: "abort", key: init.r2Key, uploadId: r2UploadId } satisfies R2Job);
       this.#schedule();
       return raced.user_id === init.userId ? ok(this.#view(raced)) : notFound();
     }
     const now = Date.now();
     const ttlMs = init.ttlSeconds * 1000;
-    this.#sql.exec(
+    this.sql.exec(
       `INSERT INTO session (id, upload_id, user_id, file_id, r2_key, r2_upload_id, filename, content_type, size,
          part_size, part_count, sha256, metadata, protocol, status, ttl_ms, created_at, updated_at, expires_at,
          length_deferred, tus_metadata, max_length)
@@ -348,7 +336,7 @@ export class UploadSession extends DurableObject<Env> {
       return fail(400, "part_size_mismatch", "The part does not match the session's plan");
     }
     const now = Date.now();
-    this.#sql.exec(
+    this.sql.exec(
       `INSERT INTO parts (part_number, size, etag, uploaded_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (part_number) DO UPDATE SET size = excluded.size, etag = excluded.etag, uploaded_at = excluded.uploaded_at`,
       part.partNumber,
@@ -357,7 +345,7 @@ export class UploadSession extends DurableObject<Env> {
       now,
     );
     // Each accepted part slides the expiry: an upload that makes progress never expires mid-way.
-    this.#sql.exec("UPDATE session SET expires_at = ? WHERE id = 1", now + row.ttl_ms);
+    this.sql.exec("UPDATE session SET expires_at = ? WHERE id = 1", now + row.ttl_ms);
     this.#checkpoint(now, { action: "upload.part", meta, bytes: part.size, metadata: { partNumber: part.partNumber } });
     return ok(part);
   }
@@ -381,7 +369,7 @@ export class UploadSession extends DurableObject<Env> {
       }
       const now = Date.now();
       this.#move(current, "completing", now);
-      this.#sql.exec("UPDATE session SET expires_at = ? WHERE id = 1", now + current.ttl_ms);
+      this.sql.exec("UPDATE session SET expires_at = ? WHERE id = 1", now + current.ttl_ms);
       this.#checkpoint(now);
     } else if (current.status !== "completing") {
       return this.#refuseUnlessActive(current)!;
@@ -410,7 +398,7 @@ export class UploadSession extends DurableObject<Env> {
     if (typeof result.checksum === "object") {
       const details = { expected: row.sha256, actual: result.checksum.mismatch };
       this.#move(row, "failed", now, "checksum_mismatch");
-      this.#outbox.enqueue("ledger", { userId, uploadId: row.upload_id, kind: "release", reason: "checksum_mismatch" } satisfies LedgerMessage);
+      this.outbox.enqueue("ledger", { userId, uploadId: row.upload_id, kind: "release", reason: "checksum_mismatch" } satisfies LedgerMessage);
       this.#checkpoint(now, { action: "upload.fail", meta, bytes: 0, errorCode: "checksum_mismatch", metadata: details });
       await this.#deliver(["ledger"]);
       return fail(422, "checksum_mismatch", "The assembled file does not match the declared SHA-256", details);
@@ -429,9 +417,9 @@ export class UploadSession extends DurableObject<Env> {
       createdAt: now,
     };
     this.#move(row, "completed", now);
-    this.#sql.exec("UPDATE session SET completed_at = ?, file = ?, lease_token = NULL, lease_expires_at = NULL WHERE id = 1", now, JSON.stringify(file));
-    if (row.protocol === "tus") this.#outbox.enqueue("r2", { op: "deletePrefix", prefix: tailPrefix(row.upload_id) } satisfies R2Job);
-    this.#outbox.enqueue("ledger", { userId, uploadId: row.upload_id, kind: "commit", file } satisfies LedgerMessage);
+    this.sql.exec("UPDATE session SET completed_at = ?, file = ?, lease_token = NULL, lease_expires_at = NULL WHERE id = 1", now, JSON.stringify(file));
+    if (row.protocol === "tus") this.outbox.enqueue("r2", { op: "deletePrefix", prefix: tailPrefix(row.upload_id) } satisfies R2Job);
+    this.outbox.enqueue("ledger", { userId, uploadId: row.upload_id, kind: "commit", file } satisfies LedgerMessage);
     this.#checkpoint(now, { action: "upload.complete", meta, bytes: row.size, fileId: file.id });
     // Settle the ledger before answering, so the caller's next look at its usage already shows the file.
     await this.#deliver(["ledger"]);
@@ -578,7 +566,7 @@ export class UploadSession extends DurableObject<Env> {
       return fail(409, "lease_lost", "The write lease is no longer held");
     }
     const leaseExpiresAt = Date.now() + leaseMs;
-    this.#sql.exec("UPDATE session SET lease_expires_at = ? WHERE id = 1", leaseExpiresAt);
+    this.sql.exec("UPDATE session SET lease_expires_at = ? WHERE id = 1", leaseExpiresAt);
     return ok({ leaseExpiresAt });
   }
 
@@ -600,7 +588,7 @@ export class UploadSession extends DurableObject<Env> {
     const now = Date.now();
     this.#insertPart(part, now);
     this.#dropTail();
-    this.#sql.exec("UPDATE session SET expires_at = ?, lease_expires_at = ? WHERE id = 1", now + row.ttl_ms, now + leaseMs);
+    this.sql.exec("UPDATE session SET expires_at = ?, lease_expires_at = ? WHERE id = 1", now + row.ttl_ms, now + leaseMs);
     this.#checkpoint(now, partEvent(part, meta));
     return ok({ offset: this.#offset() });
   }
@@ -657,18 +645,18 @@ export class UploadSession extends DurableObject<Env> {
       for (const key of this.#tailKeys()) {
         if (!kept.includes(key)) {
           this.#discardTail(key);
-          this.#sql.exec("DELETE FROM tail_segments WHERE key = ?", key);
+          this.sql.exec("DELETE FROM tail_segments WHERE key = ?", key);
         }
       }
-      if (fin.newTail) this.#sql.exec("INSERT INTO tail_segments (key, size) VALUES (?, ?)", fin.newTail.key, fin.newTail.size);
-      this.#sql.exec("UPDATE session SET expires_at = ? WHERE id = 1", now + row.ttl_ms);
+      if (fin.newTail) this.sql.exec("INSERT INTO tail_segments (key, size) VALUES (?, ?)", fin.newTail.key, fin.newTail.size);
+      this.sql.exec("UPDATE session SET expires_at = ? WHERE id = 1", now + row.ttl_ms);
     }
     if (fin.uploadLength !== null && row.length_deferred) this.#setLength(row, fin.uploadLength);
     const current = this.#row()!;
     const completing = length !== null && offset === length && this.#tailKeys().length === 0;
     if (completing) {
       this.#move(current, "completing", now);
-      this.#sql.exec("UPDATE session SET expires_at = ?, lease_expires_at = ? WHERE id = 1", now + current.ttl_ms, now + leaseMs);
+      this.sql.exec("UPDATE session SET expires_at = ?, lease_expires_at = ? WHERE id = 1", now + current.ttl_ms, now + leaseMs);
     } else {
       this.#clearLease();
     }
@@ -699,7 +687,7 @@ export class UploadSession extends DurableObject<Env> {
     const current = this.#expireIfDue(row);
     const now = Date.now();
     if (current.status === "completed") {
-      this.#sql.exec("UPDATE session SET terminated_at = COALESCE(terminated_at, ?) WHERE id = 1", now);
+      this.sql.exec("UPDATE session SET terminated_at = COALESCE(terminated_at, ?) WHERE id = 1", now);
       return ok({ kind: "file", fileId: current.file_id });
     }
     const refused = this.#refuseTus(current);
@@ -710,7 +698,7 @@ export class UploadSession extends DurableObject<Env> {
     } else {
       this.#end(current, "aborted", now, "client_terminate", { action: "upload.abort", meta, bytes: 0 });
     }
-    this.#sql.exec("UPDATE session SET terminated_at = ? WHERE id = 1", now);
+    this.sql.exec("UPDATE session SET terminated_at = ? WHERE id = 1", now);
     await this.#deliver(["ledger", "r2"]);
     return ok({ kind: "terminated" });
   }
@@ -724,7 +712,7 @@ export class UploadSession extends DurableObject<Env> {
 
   /** Test and operator view of what is still waiting in the outbox. */
   async pendingCheckpoints(): Promise<Record<string, number>> {
-    return this.#outbox.pending();
+    return this.outbox.pending();
   }
 
   /** Called by the periodic sweep for sessions D1 still shows active past expiry: runs the due jobs now. */
@@ -790,20 +778,20 @@ export class UploadSession extends DurableObject<Env> {
   /** Takes the lease for a new token; every grant also reserves a fresh tail key (`write_seq`). */
   #grantLease(leaseMs: number, now: number): string {
     const token = crypto.randomUUID();
-    this.#sql.exec("UPDATE session SET lease_token = ?, lease_expires_at = ?, write_seq = write_seq + 1 WHERE id = 1", token, now + leaseMs);
+    this.sql.exec("UPDATE session SET lease_token = ?, lease_expires_at = ?, write_seq = write_seq + 1 WHERE id = 1", token, now + leaseMs);
     return token;
   }
 
   #clearLease(): void {
-    this.#sql.exec("UPDATE session SET lease_token = NULL, lease_expires_at = NULL WHERE id = 1");
+    this.sql.exec("UPDATE session SET lease_token = NULL, lease_expires_at = NULL WHERE id = 1");
   }
 
   #partCount(): number {
-    return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM parts").one().n;
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM parts").one().n;
   }
 
   #partBytes(): number {
-    return this.#sql.exec<{ bytes: number }>("SELECT COALESCE(SUM(size), 0) AS bytes FROM parts").one().bytes;
+    return this.sql.exec<{ bytes: number }>("SELECT COALESCE(SUM(size), 0) AS bytes FROM parts").one().bytes;
   }
 
   /** The tus offset: bytes in recorded parts plus the recorded tail. */
@@ -812,7 +800,7 @@ export class UploadSession extends DurableObject<Env> {
   }
 
   #tail(): TailRef[] {
-    return this.#sql.exec<{ key: string; size: number }>("SELECT key, size FROM tail_segments ORDER BY seq").toArray().map((t) => ({ key: t.key, size: t.size }));
+    return this.sql.exec<{ key: string; size: number }>("SELECT key, size FROM tail_segments ORDER BY seq").toArray().map((t) => ({ key: t.key, size: t.size }));
   }
 
   #tailKeys(): string[] {
@@ -820,11 +808,11 @@ export class UploadSession extends DurableObject<Env> {
   }
 
   #tailSize(): number {
-    return this.#sql.exec<{ bytes: number }>("SELECT COALESCE(SUM(size), 0) AS bytes FROM tail_segments").one().bytes;
+    return this.sql.exec<{ bytes: number }>("SELECT COALESCE(SUM(size), 0) AS bytes FROM tail_segments").one().bytes;
   }
 
   #insertPart(part: PartRecord, now: number): void {
-    this.#sql.exec(
+    this.sql.exec(
       "INSERT INTO parts (part_number, size, etag, uploaded_at) VALUES (?, ?, ?, ?)",
       part.partNumber,
       part.size,
@@ -836,12 +824,12 @@ export class UploadSession extends DurableObject<Env> {
   /** The recorded tail was consumed into a part: forget it and delete its objects. */
   #dropTail(): void {
     for (const key of this.#tailKeys()) this.#discardTail(key);
-    this.#sql.exec("DELETE FROM tail_segments");
+    this.sql.exec("DELETE FROM tail_segments");
   }
 
   /** Queues the deletion of a tail object that is no longer (or never was) part of the upload. */
   #discardTail(key: string): void {
-    this.#outbox.enqueue("r2", { op: "delete", key } satisfies R2Job);
+    this.outbox.enqueue("r2", { op: "delete", key } satisfies R2Job);
     this.#schedule();
   }
 
@@ -851,20 +839,20 @@ export class UploadSession extends DurableObject<Env> {
    * an empty object.
    */
   #setLength(row: SessionRow, length: number): void {
-    this.#sql.exec(
+    this.sql.exec(
       "UPDATE session SET size = ?, part_count = ?, length_deferred = 0 WHERE id = 1",
       length,
       Math.ceil(length / row.part_size),
     );
     if (length === 0 && row.r2_upload_id) {
-      this.#outbox.enqueue("r2", { op: "abort", key: row.r2_key, uploadId: row.r2_upload_id } satisfies R2Job);
-      this.#sql.exec("UPDATE session SET r2_upload_id = NULL WHERE id = 1");
+      this.outbox.enqueue("r2", { op: "abort", key: row.r2_key, uploadId: row.r2_upload_id } satisfies R2Job);
+      this.sql.exec("UPDATE session SET r2_upload_id = NULL WHERE id = 1");
     }
   }
 
 
   #row(): SessionRow | null {
-    return oneRow<SessionRow>(this.#sql, "SELECT * FROM session WHERE id = 1");
+    return oneRow<SessionRow>(this.sql, "SELECT * FROM session WHERE id = 1");
   }
 
   #owned(userId: string): SessionRow | null {
@@ -873,14 +861,14 @@ export class UploadSession extends DurableObject<Env> {
   }
 
   #parts(): PartRecord[] {
-    return this.#sql
+    return this.sql
       .exec<{ part_number: number; size: number; etag: string }>("SELECT part_number, size, etag FROM parts ORDER BY part_number")
       .toArray()
       .map((p) => ({ partNumber: p.part_number, size: p.size, etag: p.etag }));
   }
 
   #missingParts(row: SessionRow): number[] {
-    const have = new Set(this.#sql.exec<{ n: number }>("SELECT part_number AS n FROM parts").toArray().map((r) => r.n));
+    const have = new Set(this.sql.exec<{ n: number }>("SELECT part_number AS n FROM parts").toArray().map((r) => r.n));
     const missing: number[] = [];
     for (let n = 1; n <= row.part_count; n++) if (!have.has(n)) missing.push(n);
     return missing;
@@ -932,28 +920,28 @@ export class UploadSession extends DurableObject<Env> {
    */
   #end(row: SessionRow, to: UploadStatus, now: number, reason: string, event: CheckpointEvent, deleteObject = false): void {
     this.#move(row, to, now, reason);
-    if (row.r2_upload_id) this.#outbox.enqueue("r2", { op: "abort", key: row.r2_key, uploadId: row.r2_upload_id } satisfies R2Job);
-    if (deleteObject) this.#outbox.enqueue("r2", { op: "delete", key: row.r2_key } satisfies R2Job);
+    if (row.r2_upload_id) this.outbox.enqueue("r2", { op: "abort", key: row.r2_key, uploadId: row.r2_upload_id } satisfies R2Job);
+    if (deleteObject) this.outbox.enqueue("r2", { op: "delete", key: row.r2_key } satisfies R2Job);
     if (row.protocol === "tus") {
       // The recorded tail and any tail a writer wrote but never recorded.
-      this.#sql.exec("DELETE FROM tail_segments");
-      this.#sql.exec("UPDATE session SET lease_token = NULL, lease_expires_at = NULL WHERE id = 1");
-      this.#outbox.enqueue("r2", { op: "deletePrefix", prefix: tailPrefix(row.upload_id) } satisfies R2Job);
+      this.sql.exec("DELETE FROM tail_segments");
+      this.sql.exec("UPDATE session SET lease_token = NULL, lease_expires_at = NULL WHERE id = 1");
+      this.outbox.enqueue("r2", { op: "deletePrefix", prefix: tailPrefix(row.upload_id) } satisfies R2Job);
     }
-    this.#outbox.enqueue("ledger", { userId: row.user_id, uploadId: row.upload_id, kind: "release", reason } satisfies LedgerMessage);
+    this.outbox.enqueue("ledger", { userId: row.user_id, uploadId: row.upload_id, kind: "release", reason } satisfies LedgerMessage);
     this.#checkpoint(now, event);
   }
 
   #move(row: SessionRow, to: UploadStatus, now: number, failure: string | null = null): void {
     if (!TRANSITIONS[row.status].includes(to)) throw new Error(`illegal transition ${row.status} → ${to}`);
-    this.#sql.exec("UPDATE session SET status = ?, failure = COALESCE(?, failure), updated_at = ? WHERE id = 1", to, failure, now);
+    this.sql.exec("UPDATE session SET status = ?, failure = COALESCE(?, failure), updated_at = ? WHERE id = 1", to, failure, now);
   }
 
   /** Bumps the version and queues the D1 checkpoint of the upload row (plus its audit event), then arms the alarm. */
   #checkpoint(now: number, event?: CheckpointEvent | CheckpointEvent[]): void {
-    this.#sql.exec("UPDATE session SET version = version + 1, updated_at = ? WHERE id = 1", now);
+    this.sql.exec("UPDATE session SET version = version + 1, updated_at = ? WHERE id = 1", now);
     const row = this.#row()!;
-    const totals = this.#sql.exec<{ n: number; bytes: number }>("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM parts").one();
+    const totals = this.sql.exec<{ n: number; bytes: number }>("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM parts").one();
     const statements: SqlStatement[] = [
       uploadRowStatement({
         uploadId: row.upload_id,
@@ -995,7 +983,7 @@ export class UploadSession extends DurableObject<Env> {
         }),
       );
     }
-    this.#outbox.enqueue("d1", statements, now);
+    this.outbox.enqueue("d1", statements, now);
     this.#schedule();
   }
 
@@ -1017,14 +1005,14 @@ export class UploadSession extends DurableObject<Env> {
       },
     };
     const chosen = topics ? Object.fromEntries(topics.map((t) => [t, receivers[t]])) : receivers;
-    await this.#outbox.deliver(chosen);
+    await this.outbox.deliver(chosen);
     this.#schedule();
   }
 
   /** Arms the single alarm for the earliest due job: outbox delivery or the session's expiry. */
   #schedule(): void {
     const row = this.#row();
-    const due = [this.#outbox.nextDueAt()];
+    const due = [this.outbox.nextDueAt()];
     if (row && (row.status === "active" || row.status === "completing")) due.push(row.expires_at);
     const times = due.filter((t): t is number => t !== null);
     if (times.length > 0) void this.ctx.storage.setAlarm(Math.min(...times));

@@ -1,4 +1,3 @@
-import { DurableObject } from "cloudflare:workers";
 import { auditSql, type AuditEvent, type RequestMeta } from "../src/audit";
 import type { FileRecord } from "../src/domain";
 import { fail, ok, type Outcome } from "../src/errors";
@@ -16,8 +15,9 @@ import {
 } from "../src/rate-limit";
 import { sessionFor } from "../src/stubs";
 import { fileRowStatement, quotaRowStatement } from "./checkpoints";
-import { OUTBOX_SCHEMA, Outbox, runOnD1, type SqlStatement } from "./outbox";
-import { migrateSchema, oneRow } from "./schema";
+import { OUTBOX_SCHEMA, runOnD1, type SqlStatement } from "./outbox";
+import { oneRow } from "./schema";
+import { SqliteObject } from "./sqlite-object";
 
 /** Schema steps of the account object (append-only; see `migrateSchema`). */
 const SCHEMA = [
@@ -117,26 +117,14 @@ export interface ActiveUpload {
 }
 
 /**
- * One per user: serializes the user's quota ledger (and, later, request rate). Reservations are taken
+ * One per user: serializes the user's quota ledger, rate limits and per-user overrides. Reservations are taken
  * when an upload is created and settled when it ends: committed into used bytes on completion, released
  * on abort, expiry or failure. Every grant is decided inside one synchronous step, so concurrent
  * requests can never both squeeze into the last free bytes.
  */
-export class UserAccount extends DurableObject<Env> {
-  readonly #sql: SqlStorage;
-  readonly #outbox: Outbox;
-
+export class UserAccount extends SqliteObject {
   constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    this.#sql = ctx.storage.sql;
-    migrateSchema(ctx.storage, SCHEMA);
-    this.#outbox = new Outbox(this.#sql);
-  }
-
-  /** Readiness probe: proves the namespace routes to a live object with working storage. */
-  async ping(): Promise<"pong"> {
-    this.#sql.exec("SELECT 1");
-    return "pong";
+    super(ctx, env, SCHEMA);
   }
 
   /** The user's ledger. */
@@ -151,7 +139,7 @@ export class UserAccount extends DurableObject<Env> {
    */
   async reserve(req: ReserveRequest): Promise<Outcome<Usage>> {
     this.#bind(req.userId);
-    const existing = oneRow<{ state: string }>(this.#sql, "SELECT state FROM reservations WHERE upload_id = ?", req.uploadId);
+    const existing = oneRow<{ state: string }>(this.sql, "SELECT state FROM reservations WHERE upload_id = ?", req.uploadId);
     if (existing) return ok(this.#usage(req.policy));
     // The user's own limits (administrator overrides) decide; they may be looser or stricter than the service's.
     const policy = this.#effective(req.policy);
@@ -183,7 +171,7 @@ export class UserAccount extends DurableObject<Env> {
       });
     }
     const now = Date.now();
-    this.#sql.exec(
+    this.sql.exec(
       "INSERT INTO reservations (upload_id, file_id, filename, bytes, state, created_at, check_at) VALUES (?, ?, ?, ?, 'held', ?, ?)",
       req.uploadId,
       req.fileId,
@@ -206,7 +194,7 @@ export class UserAccount extends DurableObject<Env> {
     const policy = this.#effective(req.policy);
     const limits = userLimits(policy);
     const states = Object.fromEntries(
-      this.#sql.exec<{ budget: string; tat: number }>("SELECT budget, tat FROM rate_state").toArray().map((r) => [r.budget, { tat: r.tat } as GcraState]),
+      this.sql.exec<{ budget: string; tat: number }>("SELECT budget, tat FROM rate_state").toArray().map((r) => [r.budget, { tat: r.tat } as GcraState]),
     );
     const now = Date.now();
     const checks: Record<string, BudgetCheck> = { [REQUESTS_POLICY]: { state: states[REQUESTS_POLICY], limit: limits.requests, cost: 1 } };
@@ -214,7 +202,7 @@ export class UserAccount extends DurableObject<Env> {
     const decision = gcraAll(checks, now);
     if (decision.allowed) {
       for (const [budget, result] of Object.entries(decision.results)) {
-        this.#sql.exec(
+        this.sql.exec(
           "INSERT INTO rate_state (budget, tat) VALUES (?, ?) ON CONFLICT (budget) DO UPDATE SET tat = excluded.tat",
           budget,
           result.state.tat,
@@ -243,8 +231,8 @@ export class UserAccount extends DurableObject<Env> {
     this.#bind(userId);
     for (const [key, value] of Object.entries(patch)) {
       if (value === undefined) continue;
-      if (value === null) this.#sql.exec("DELETE FROM overrides WHERE key = ?", key);
-      else this.#sql.exec("INSERT INTO overrides (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, JSON.stringify(value));
+      if (value === null) this.sql.exec("DELETE FROM overrides WHERE key = ?", key);
+      else this.sql.exec("INSERT INTO overrides (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, JSON.stringify(value));
     }
     // The limit is part of the ledger's checkpoint: record the change.
     this.#changed(this.#effective(policy), []);
@@ -275,7 +263,7 @@ export class UserAccount extends DurableObject<Env> {
    */
   async adjustReservation(req: { userId: string; uploadId: string; bytes: number; policy: AccountPolicy }): Promise<Outcome<Usage>> {
     this.#bind(req.userId);
-    const res = oneRow<{ bytes: number; state: string }>(this.#sql, "SELECT bytes, state FROM reservations WHERE upload_id = ?", req.uploadId);
+    const res = oneRow<{ bytes: number; state: string }>(this.sql, "SELECT bytes, state FROM reservations WHERE upload_id = ?", req.uploadId);
     if (!res || res.state !== "held") return fail(409, "upload_not_active", "The upload holds no reservation");
     if (res.bytes === req.bytes) return ok(this.#usage(req.policy));
     const before = this.#usage(req.policy);
@@ -288,7 +276,7 @@ export class UserAccount extends DurableObject<Env> {
         requestedBytes: grow,
       });
     }
-    this.#sql.exec("UPDATE reservations SET bytes = ? WHERE upload_id = ?", req.bytes, req.uploadId);
+    this.sql.exec("UPDATE reservations SET bytes = ? WHERE upload_id = ?", req.bytes, req.uploadId);
     this.#changed(req.policy, []);
     return ok(this.#usage(req.policy));
   }
@@ -306,14 +294,14 @@ export class UserAccount extends DurableObject<Env> {
    */
   async removeFile(req: { userId: string; fileId: string; meta: RequestMeta }): Promise<Outcome<{ file: FileRecord }>> {
     this.#bind(req.userId);
-    const row = oneRow<{ record: string; state: string }>(this.#sql, "SELECT record, state FROM files WHERE file_id = ?", req.fileId);
+    const row = oneRow<{ record: string; state: string }>(this.sql, "SELECT record, state FROM files WHERE file_id = ?", req.fileId);
     if (!row || row.state !== "live") return fail(404, "not_found", "File not found");
     const file = JSON.parse(row.record) as FileRecord;
     const now = Date.now();
-    this.#sql.exec("UPDATE files SET state = 'removed', removed_at = ? WHERE file_id = ?", now, req.fileId);
+    this.sql.exec("UPDATE files SET state = 'removed', removed_at = ? WHERE file_id = ?", now, req.fileId);
     const version = this.#changed(null, [], now);
-    this.#outbox.enqueue("r2", { op: "delete", key: file.r2Key });
-    this.#outbox.enqueue("d1", [
+    this.outbox.enqueue("r2", { op: "delete", key: file.r2Key });
+    this.outbox.enqueue("d1", [
       // A later ledger version than the commit's, so the deletion wins in D1 whatever order they land in.
       fileRowStatement(file, { deletedAt: now, updatedAt: now, version }),
       this.#audit(file, "file.delete", req.meta, now),
@@ -326,7 +314,7 @@ export class UserAccount extends DurableObject<Env> {
   async listActiveUploads(req: { userId: string; limit: number; after?: { createdAt: number; uploadId: string } }): Promise<ActiveUpload[]> {
     this.#bind(req.userId);
     const after = req.after ?? { createdAt: Number.MAX_SAFE_INTEGER, uploadId: "" };
-    return this.#sql
+    return this.sql
       .exec<{ upload_id: string; file_id: string; filename: string; bytes: number; created_at: number }>(
         `SELECT upload_id, file_id, filename, bytes, created_at FROM reservations
           WHERE state = 'held' AND (created_at < ? OR (created_at = ? AND upload_id < ?))
@@ -342,7 +330,7 @@ export class UserAccount extends DurableObject<Env> {
 
   /** Test and operator view of what is still waiting in the outbox. */
   async pendingCheckpoints(): Promise<Record<string, number>> {
-    return this.#outbox.pending();
+    return this.outbox.pending();
   }
 
   /**
@@ -357,16 +345,16 @@ export class UserAccount extends DurableObject<Env> {
   // ---- internals ---------------------------------------------------------------------------------
 
   #bind(userId: string): void {
-    this.#sql.exec("INSERT INTO account (id, user_id) VALUES (1, ?) ON CONFLICT (id) DO NOTHING", userId);
+    this.sql.exec("INSERT INTO account (id, user_id) VALUES (1, ?) ON CONFLICT (id) DO NOTHING", userId);
   }
 
   #userId(): string {
-    return oneRow<{ user_id: string }>(this.#sql, "SELECT user_id FROM account WHERE id = 1")?.user_id ?? "";
+    return oneRow<{ user_id: string }>(this.sql, "SELECT user_id FROM account WHERE id = 1")?.user_id ?? "";
   }
 
   #overrides(): PolicyOverrides {
     return Object.fromEntries(
-      this.#sql.exec<{ key: string; value: string }>("SELECT key, value FROM overrides").toArray().map((r) => [r.key, JSON.parse(r.value)]),
+      this.sql.exec<{ key: string; value: string }>("SELECT key, value FROM overrides").toArray().map((r) => [r.key, JSON.parse(r.value)]),
     ) as PolicyOverrides;
   }
 
@@ -376,8 +364,8 @@ export class UserAccount extends DurableObject<Env> {
   }
 
   #usage(policy: AccountPolicy | null): Usage {
-    if (policy) this.#sql.exec("UPDATE account SET limit_bytes = ? WHERE id = 1", this.#effective(policy).quotaBytes);
-    const t = this.#sql
+    if (policy) this.sql.exec("UPDATE account SET limit_bytes = ? WHERE id = 1", this.#effective(policy).quotaBytes);
+    const t = this.sql
       .exec<{ lim: number | null; used: number; files: number; reserved: number; active: number }>(
         `SELECT (SELECT limit_bytes FROM account WHERE id = 1) AS lim,
                 (SELECT COALESCE(SUM(bytes), 0) FROM files WHERE state = 'live') AS used,
@@ -391,31 +379,31 @@ export class UserAccount extends DurableObject<Env> {
 
   #settle(msg: LedgerMessage): void {
     const now = Date.now();
-    const res = oneRow<{ state: string }>(this.#sql, "SELECT state FROM reservations WHERE upload_id = ?", msg.uploadId);
+    const res = oneRow<{ state: string }>(this.sql, "SELECT state FROM reservations WHERE upload_id = ?", msg.uploadId);
     if (msg.kind === "commit") {
-      if (oneRow(this.#sql, "SELECT 1 AS x FROM files WHERE file_id = ?", msg.file.id)) return; // already committed
-      if (res) this.#sql.exec("UPDATE reservations SET state = 'committed', settled_at = ? WHERE upload_id = ?", now, msg.uploadId);
-      this.#sql.exec(
+      if (oneRow(this.sql, "SELECT 1 AS x FROM files WHERE file_id = ?", msg.file.id)) return; // already committed
+      if (res) this.sql.exec("UPDATE reservations SET state = 'committed', settled_at = ? WHERE upload_id = ?", now, msg.uploadId);
+      this.sql.exec(
         "INSERT INTO files (file_id, record, bytes, state) VALUES (?, ?, ?, 'live')",
         msg.file.id,
         JSON.stringify(msg.file),
         msg.file.size,
       );
       const version = this.#changed(null, [], now);
-      this.#outbox.enqueue("d1", [fileRowStatement(msg.file, { deletedAt: null, updatedAt: now, version })]);
+      this.outbox.enqueue("d1", [fileRowStatement(msg.file, { deletedAt: null, updatedAt: now, version })]);
     } else {
       if (!res || res.state !== "held") return; // already settled, or never reserved
-      this.#sql.exec("UPDATE reservations SET state = 'released', settled_at = ? WHERE upload_id = ?", now, msg.uploadId);
+      this.sql.exec("UPDATE reservations SET state = 'released', settled_at = ? WHERE upload_id = ?", now, msg.uploadId);
       this.#changed(null, [], now);
     }
   }
 
   /** Bumps the ledger version, queues the ledger checkpoint (plus `extra`) for D1 and arms the alarm. */
   #changed(policy: AccountPolicy | null, extra: SqlStatement[], now = Date.now()): number {
-    this.#sql.exec("UPDATE account SET version = version + 1 WHERE id = 1");
-    const version = oneRow<{ version: number }>(this.#sql, "SELECT version FROM account WHERE id = 1")!.version;
+    this.sql.exec("UPDATE account SET version = version + 1 WHERE id = 1");
+    const version = oneRow<{ version: number }>(this.sql, "SELECT version FROM account WHERE id = 1")!.version;
     const u = this.#usage(policy);
-    this.#outbox.enqueue("d1", [
+    this.outbox.enqueue("d1", [
       quotaRowStatement({
         userId: this.#userId(),
         limitBytes: u.limitBytes,
@@ -450,7 +438,7 @@ export class UserAccount extends DurableObject<Env> {
 
   async #reconcileReservations(): Promise<void> {
     const now = Date.now();
-    const due = this.#sql
+    const due = this.sql
       .exec<{ upload_id: string }>("SELECT upload_id FROM reservations WHERE state = 'held' AND check_at <= ? LIMIT 100", now)
       .toArray();
     const userId = this.#userId();
@@ -459,24 +447,24 @@ export class UserAccount extends DurableObject<Env> {
       try {
         view = await sessionFor(this.env, uploadId).ledgerView();
       } catch {
-        this.#sql.exec("UPDATE reservations SET check_at = ? WHERE upload_id = ?", now + 60_000, uploadId);
+        this.sql.exec("UPDATE reservations SET check_at = ? WHERE upload_id = ?", now + 60_000, uploadId);
         continue;
       }
       // The await above let other requests in: act only on what is still held.
-      if (!oneRow(this.#sql, "SELECT 1 AS x FROM reservations WHERE upload_id = ? AND state = 'held'", uploadId)) continue;
+      if (!oneRow(this.sql, "SELECT 1 AS x FROM reservations WHERE upload_id = ? AND state = 'held'", uploadId)) continue;
       if (!view.exists || view.status === "aborted" || view.status === "expired" || view.status === "failed") {
         this.#settle({ userId, uploadId, kind: "release", reason: view.exists ? view.status : "orphaned" });
       } else if (view.status === "completed" && view.file) {
         this.#settle({ userId, uploadId, kind: "commit", file: view.file });
       } else {
-        this.#sql.exec("UPDATE reservations SET check_at = ? WHERE upload_id = ?", Math.max(view.expiresAt, now) + RESERVATION_CHECK_MS, uploadId);
+        this.sql.exec("UPDATE reservations SET check_at = ? WHERE upload_id = ?", Math.max(view.expiresAt, now) + RESERVATION_CHECK_MS, uploadId);
       }
     }
     this.#schedule();
   }
 
   async #deliver(): Promise<void> {
-    await this.#outbox.deliver({
+    await this.outbox.deliver({
       d1: (batches) => runOnD1(this.env.DB, (batches as SqlStatement[][]).flat()),
       r2: async (jobs) => {
         for (const job of jobs as { op: "delete"; key: string }[]) await this.env.BUCKET.delete(job.key);
@@ -487,8 +475,8 @@ export class UserAccount extends DurableObject<Env> {
 
   /** Arms the single alarm for the earliest due job: an outbox delivery or a reservation check. */
   #schedule(): void {
-    const outboxDue = this.#outbox.nextDueAt();
-    const checkDue = this.#sql.exec<{ due: number | null }>("SELECT MIN(check_at) AS due FROM reservations WHERE state = 'held'").one().due;
+    const outboxDue = this.outbox.nextDueAt();
+    const checkDue = this.sql.exec<{ due: number | null }>("SELECT MIN(check_at) AS due FROM reservations WHERE state = 'held'").one().due;
     const due = [outboxDue, checkDue].filter((t): t is number => t !== null);
     if (due.length > 0) void this.ctx.storage.setAlarm(Math.min(...due));
   }

@@ -33,12 +33,11 @@ export interface PartRecord {
   etag: string;
 }
 
-/** Everything a client needs to resume an upload (and the Worker needs to serve it). Times are epoch ms. */
-export interface SessionView {
+/** What an upload is, as decided at creation: who, what, and how it is cut into parts. */
+export interface UploadPlan {
   uploadId: string;
   userId: string;
   fileId: string;
-  status: UploadStatus;
   protocol: Protocol;
   filename: string;
   contentType: string;
@@ -47,6 +46,11 @@ export interface SessionView {
   partCount: number;
   sha256: string | null;
   metadata: Record<string, string> | null;
+}
+
+/** Everything a client needs to resume an upload (and the Worker needs to serve it). Times are epoch ms. */
+export interface SessionView extends UploadPlan {
+  status: UploadStatus;
   parts: PartRecord[];
   missingParts: number[];
   bytesReceived: number;
@@ -58,19 +62,8 @@ export interface SessionView {
 }
 
 /** What the Worker passes to create an upload session. */
-export interface SessionInit {
-  uploadId: string;
-  userId: string;
-  fileId: string;
+export interface SessionInit extends UploadPlan {
   r2Key: string;
-  filename: string;
-  contentType: string;
-  size: number;
-  partSize: number;
-  partCount: number;
-  sha256: string | null;
-  metadata: Record<string, string> | null;
-  protocol: Protocol;
   ttlSeconds: number;
   /** tus uploads only: what the tus front door needs beyond the common session. */
   tus?: TusInit;

@@ -1,0 +1,25 @@
+import { DurableObject } from "cloudflare:workers";
+import { Outbox } from "./outbox";
+import { migrateSchema } from "./schema";
+
+/**
+ * What both of the service's Durable Objects share: SQLite storage brought to the current schema in the
+ * constructor (before any request or alarm runs), a durable outbox in that storage, and a readiness probe.
+ */
+export abstract class SqliteObject extends DurableObject<Env> {
+  protected readonly sql: SqlStorage;
+  protected readonly outbox: Outbox;
+
+  constructor(ctx: DurableObjectState, env: Env, schema: readonly string[]) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    migrateSchema(ctx.storage, schema);
+    this.outbox = new Outbox(this.sql);
+  }
+
+  /** Readiness probe: proves the namespace routes to a live object with working storage. */
+  async ping(): Promise<"pong"> {
+    this.sql.exec("SELECT 1");
+    return "pong";
+  }
+}
