@@ -1,27 +1,33 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { quietRuntime } from "./test/support/runtime-noise.ts";
 
 // The D1 migrations, read once here and applied inside the Workers runtime by test/worker/setup.ts, so
 // the tests run against exactly the schema `wrangler d1 migrations apply` produces.
 const migrations = await readD1Migrations("./migrations");
 
+// wrangler.toml declares AUTH_SECRET and ADMIN_TOKEN as required secrets. Wrangler reads secrets from
+// .dev.vars, .env or the environment; a fresh clone has no .dev.vars, so the test secrets come from the
+// environment of this process (a caller's own values win).
+process.env.AUTH_SECRET ??= "test-auth-secret-0123456789abcdef";
+process.env.ADMIN_TOKEN ??= "test-admin-token-0123456789abcdef";
+
 export default defineConfig({
   test: {
     // The Worker logs one JSON line per request; show output only for failing tests.
     silent: "passed-only",
+    // The runtime's routine diagnostics are held back and printed only if the run fails.
+    reporters: ["default", quietRuntime()],
     projects: [
       {
         // Tests that run inside workerd, against real local D1, R2 and Durable Objects.
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: {
-                AUTH_SECRET: "test-auth-secret-0123456789abcdef",
-                ADMIN_TOKEN: "test-admin-token-0123456789abcdef",
-                TEST_MIGRATIONS: migrations,
-              },
-            },
+            // workerd's verbose mode prints the stack of every request stream a test cuts on purpose;
+            // errors and console output still show.
+            verbose: false,
+            miniflare: { bindings: { TEST_MIGRATIONS: migrations } },
           }),
         ],
         test: {

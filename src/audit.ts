@@ -17,6 +17,7 @@ export const AUDIT_ACTIONS = [
   "file.link",
   "file.link_download",
   "file.delete",
+  "user.token_issue",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -1,7 +1,9 @@
 import { Hono } from "hono";
+import { sign } from "hono/jwt";
 import { z } from "zod";
 import type { AppEnv } from "../app-env";
 import { UserId } from "../auth";
+import { auditSql, requestMeta } from "../audit";
 import { auditEventView, type AuditRow } from "../audit-view";
 import { invalidRequest, zodDetails } from "../errors";
 import { accountPolicy } from "../policy";
@@ -25,6 +27,11 @@ const OverridesPatch = z.strictObject({
 });
 
 const RECENT_AUDIT = 20;
+
+/** A token minted for an operator tool acting as a user: short-lived, 15 minutes unless asked otherwise. */
+const TokenRequest = z.strictObject({
+  ttlSeconds: z.number().int().min(60).max(86_400).default(900),
+});
 
 function userIdOf(param: string | undefined): string {
   const parsed = UserId.safeParse(param);
@@ -65,4 +72,39 @@ export const adminUsers = new Hono<AppEnv>()
     if (!patch.success) throw invalidRequest("The overrides are invalid", zodDetails(patch.error));
     const view = await accountFor(c.env, userId).setOverrides(userId, patch.data, await accountPolicy(c.env));
     return c.json({ ...view, recentAudit: await recentAudit(c.env.DB, userId) });
+  })
+  /**
+   * Mints a short-lived user token, so operator tools (the migration tool) act through the public API
+   * with the user's own quota, rate limits and audit trail, without ever holding the signing secret.
+   * The audit row is written before the token is returned: no token leaves unrecorded.
+   */
+  .post("/:userId/tokens", async (c) => {
+    const userId = userIdOf(c.req.param("userId"));
+    let body: unknown = {};
+    const text = await c.req.text();
+    if (text.trim() !== "") {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw invalidRequest("The body must be JSON");
+      }
+    }
+    const parsed = TokenRequest.safeParse(body);
+    if (!parsed.success) throw invalidRequest("The token request is invalid", zodDetails(parsed.error));
+    const now = Math.floor(Date.now() / 1000);
+    const exp = now + parsed.data.ttlSeconds;
+    const meta = requestMeta(c);
+    const statement = auditSql({
+      id: crypto.randomUUID(),
+      userId,
+      action: "user.token_issue",
+      success: true,
+      ipAddress: meta.ipAddress,
+      userAgent: meta.userAgent,
+      metadata: { requestId: meta.requestId, ttlSeconds: parsed.data.ttlSeconds, actor: c.req.header("X-Admin-Actor") ?? null },
+      timestamp: Date.now(),
+    });
+    await c.env.DB.prepare(statement.sql).bind(...statement.params).run();
+    const token = await sign({ sub: userId, iat: now, exp }, c.env.AUTH_SECRET, "HS256");
+    return c.json({ token, expiresAt: new Date(exp * 1000).toISOString() }, 201);
   });

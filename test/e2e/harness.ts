@@ -1,6 +1,6 @@
 // A small harness for end-to-end tests: starts a real `wrangler dev` (workerd with local D1, R2 and
 // Durable Objects) on a free port with its own state directory, and gives tests an HTTP client for it.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -48,16 +48,42 @@ async function freePort(): Promise<number> {
   });
 }
 
-function runWrangler(args: string[]): string {
-  const result = spawnSync(WRANGLER, args, { cwd: ROOT, encoding: "utf8", env: { ...process.env, CI: "true" } });
-  if (result.status !== 0) throw new Error(`wrangler ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to its end without blocking the event loop. A synchronous child process
+ * (`spawnSync`/`execFileSync`) froze the whole test process for the seconds a `wrangler d1 execute`
+ * takes: meanwhile the server closed the idle keep-alive sockets in undici's pool, and the next request
+ * went out on a socket the frozen loop had never seen close ("other side closed"). Never block here.
+ */
+export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<CommandResult> {
+  return new Promise((resolveRun) => {
+    execFile(
+      command,
+      args,
+      { cwd: ROOT, encoding: "utf8", maxBuffer: 64 * 1024 * 1024, env: { ...process.env, CI: "true", ...options.env } },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        resolveRun({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function runWrangler(args: string[]): Promise<string> {
+  const result = await run(WRANGLER, args);
+  if (result.code !== 0) throw new Error(`wrangler ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
   return result.stdout;
 }
 
 /** Starts `wrangler dev` with migrations applied to a fresh state directory and waits until it answers. */
 export async function startDevServer(options: StartOptions = {}): Promise<DevServer> {
   const persistDir = mkdtempSync(join(tmpdir(), "durable-uploads-e2e-"));
-  runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir]);
+  await runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir]);
 
   const port = await freePort();
   const inspectorPort = await freePort();
@@ -120,7 +146,7 @@ export async function startDevServer(options: StartOptions = {}): Promise<DevSer
       // The running server holds the same SQLite file; a write in progress answers SQLITE_BUSY: retry.
       for (let attempt = 1; ; attempt++) {
         try {
-          const out = runWrangler(["d1", "execute", "DB", "--local", "--persist-to", persistDir, "--json", "--command", sql]);
+          const out = await runWrangler(["d1", "execute", "DB", "--local", "--persist-to", persistDir, "--json", "--command", sql]);
           const parsed = JSON.parse(out) as { results: Record<string, unknown>[] }[];
           return parsed[0]?.results ?? [];
         } catch (err) {

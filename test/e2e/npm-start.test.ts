@@ -1,11 +1,12 @@
 // The README's set-up path: `npm start` (migrations, .dev.vars, wrangler dev) with pass-through
 // arguments, and `npm run --silent token` to get a token signed with the same local secret.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { run } from "./harness.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -58,15 +59,15 @@ describe("npm start", () => {
     expect(ready, log).toBeDefined();
     expect(log).toContain("npm run --silent token");
 
-    const token = spawnSync("npm", ["run", "--silent", "token", "--", "start-user", "--ttl", "120"], { cwd: ROOT, encoding: "utf8" });
-    expect(token.status, token.stderr).toBe(0);
+    const token = await run("npm", ["run", "--silent", "token", "--", "start-user", "--ttl", "120"]);
+    expect(token.code, token.stderr).toBe(0);
     const jwt = token.stdout.trim();
     expect(jwt.split(".")).toHaveLength(3);
     const res = await fetch(`${base}/v1/usage`, { headers: { Authorization: `Bearer ${jwt}` } });
     expect(res.status).toBe(200);
 
-    const bad = spawnSync("npm", ["run", "--silent", "token", "--", "bad user"], { cwd: ROOT, encoding: "utf8" });
-    expect(bad.status).not.toBe(0);
+    const bad = await run("npm", ["run", "--silent", "token", "--", "bad user"]);
+    expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain("usage");
   });
 });

@@ -106,3 +106,40 @@ describe("settings take effect on the next request, and per-user overrides beat 
     expect((await callJson("/v1/usage", { token: other })).status).toBe(200);
   });
 });
+
+describe("POST /v1/admin/users/:userId/tokens", () => {
+  it("mints a short-lived user token that works on the user's routes, audited before it is returned", async () => {
+    const before = Date.now();
+    const res = await callJson("/v1/admin/users/migrated-owner/tokens", { method: "POST", headers: admin, json: { ttlSeconds: 120 } });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    const expiresAt = Date.parse(res.body.expiresAt);
+    expect(expiresAt).toBeGreaterThanOrEqual(before + 119_000);
+    expect(expiresAt).toBeLessThanOrEqual(Date.now() + 121_000);
+    const usage = await callJson("/v1/usage", { token: res.body.token });
+    expect(usage.status).toBe(200);
+    const rows = await env.DB.prepare("SELECT * FROM file_access_logs WHERE user_id = ? AND action = 'user.token_issue'")
+      .bind("migrated-owner")
+      .all<Record<string, unknown>>();
+    expect(rows.results).toHaveLength(1);
+    expect(JSON.parse(String(rows.results[0].metadata))).toMatchObject({ ttlSeconds: 120 });
+  });
+
+  it("defaults to 15 minutes, takes an empty body, and refuses bad lifetimes and ids with 400", async () => {
+    const res = await callJson("/v1/admin/users/default-ttl/tokens", { method: "POST", headers: admin });
+    expect(res.status).toBe(201);
+    expect(Date.parse(res.body.expiresAt) - Date.now()).toBeGreaterThan(890_000);
+    for (const json of [{ ttlSeconds: 0 }, { ttlSeconds: 86_401 }, { ttlSeconds: 1.5 }, { ttl: 60 }]) {
+      const bad = await callJson("/v1/admin/users/default-ttl/tokens", { method: "POST", headers: admin, json });
+      expect(bad.status).toBe(400);
+      expect(bad.body.error.code).toBe("invalid_request");
+    }
+    const badId = await callJson("/v1/admin/users/bad%20id/tokens", { method: "POST", headers: admin, json: {} });
+    expect(badId.status).toBe(400);
+  });
+
+  it("is for operators only", async () => {
+    expect((await callJson("/v1/admin/users/x/tokens", { method: "POST", json: {} })).status).toBe(401);
+    const asUser = await callJson("/v1/admin/users/x/tokens", { method: "POST", json: {}, token: await tokenFor("x") });
+    expect(asUser.status).toBe(403);
+  });
+});
