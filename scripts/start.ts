@@ -5,7 +5,7 @@ import { ensureDevVars } from "./dev-vars.ts";
 
 const args = process.argv.slice(2);
 const has = (flag: string) => args.some((a) => a === flag || a.startsWith(`${flag}=`));
-const valueOf = (flag: string): string | undefined => {
+const optionValue = (flag: string): string | undefined => {
   const i = args.findIndex((a) => a === flag || a.startsWith(`${flag}=`));
   if (i < 0) return undefined;
   return args[i].includes("=") ? args[i].split("=")[1] : args[i + 1];
@@ -15,7 +15,7 @@ const { created } = ensureDevVars();
 if (created) console.log("Created .dev.vars with a random AUTH_SECRET and ADMIN_TOKEN (kept out of git).");
 
 // Local state lives where wrangler dev keeps it; a --persist-to passed through applies to both steps.
-const persist = valueOf("--persist-to");
+const persist = optionValue("--persist-to");
 const migrate = spawnSync(
   "wrangler",
   ["d1", "migrations", "apply", "DB", "--local", ...(persist ? ["--persist-to", persist] : [])],
@@ -26,8 +26,8 @@ if (migrate.status !== 0) {
   process.exit(migrate.status ?? 1);
 }
 
-const ip = valueOf("--ip") ?? "127.0.0.1";
-const port = valueOf("--port") ?? "8787";
+const ip = optionValue("--ip") ?? "127.0.0.1";
+const port = optionValue("--port") ?? "8787";
 const devArgs = ["dev", ...(has("--ip") ? [] : ["--ip", ip]), ...(has("--port") ? [] : ["--port", port]), ...args];
 const base = `http://${ip}:${port}`;
 console.log(`

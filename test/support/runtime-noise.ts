@@ -33,7 +33,6 @@ function filter(stream: NodeJS.WriteStream): (text: string) => boolean {
     const text = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
     const lines = text.split("\n");
     const kept = lines.filter((line, i) => {
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes before matching.
       const plain = line.replace(/\u001b\[[0-9;]*m/g, "");
       if (ROUTINE.some((r) => r.test(plain))) {
         held.push(plain);
