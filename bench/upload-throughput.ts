@@ -44,12 +44,16 @@ function makePart(block: Uint8Array, n: number, size: number): Uint8Array<ArrayB
   return part;
 }
 
-const server = await startDevServer({ vars: { DEFAULT_QUOTA_BYTES: 64 * 1024 * MiB, MAX_FILE_SIZE_BYTES: 64 * 1024 * MiB } });
+const server = await startDevServer({
+  vars: { DEFAULT_QUOTA_BYTES: 64 * 1024 * MiB, MAX_FILE_SIZE_BYTES: 64 * 1024 * MiB },
+});
 try {
   const token = await server.token("bench-user");
   const block = (await import("node:crypto")).randomBytes(8 * MiB);
   console.log(`durable-uploads upload benchmark: wrangler dev on ${server.url}, ${concurrency} parts in flight`);
-  console.log("size_MiB  parts  seconds  MiB_per_s  rss_idle  rss_peak  after_parts  after_complete  after_download  (RSS in MiB)");
+  console.log(
+    "size_MiB  parts  seconds  MiB_per_s  rss_idle  rss_peak  after_parts  after_complete  after_download  (RSS in MiB)",
+  );
   for (const sizeMiB of sizesMiB) {
     const size = sizeMiB * MiB;
     const idle = workerdRss(server.pid);
@@ -70,7 +74,11 @@ try {
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         for (let n = next++; n <= partCount; n = next++) {
-          const res = await server.fetch(`/v1/uploads/${uploadId}/parts/${n}`, { method: "PUT", token, body: makePart(block, n, sizeOf(n)) });
+          const res = await server.fetch(`/v1/uploads/${uploadId}/parts/${n}`, {
+            method: "PUT",
+            token,
+            body: makePart(block, n, sizeOf(n)),
+          });
           if (res.status !== 200) throw new Error(`part ${n}: ${res.status} ${await res.text()}`);
           await res.arrayBuffer();
         }
@@ -93,7 +101,13 @@ try {
     const afterDownload = workerdRss(server.pid);
     await server.fetch(`/v1/files/${file.id}`, { method: "DELETE", token });
     console.log(
-      [sizeMiB, partCount, seconds.toFixed(2), (sizeMiB / seconds).toFixed(1), ...[idle, peak, afterParts, afterComplete, afterDownload].map((b) => (b / MiB).toFixed(0))]
+      [
+        sizeMiB,
+        partCount,
+        seconds.toFixed(2),
+        (sizeMiB / seconds).toFixed(1),
+        ...[idle, peak, afterParts, afterComplete, afterDownload].map((b) => (b / MiB).toFixed(0)),
+      ]
         .map((v) => String(v).padStart(8))
         .join("  "),
     );

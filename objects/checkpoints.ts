@@ -41,15 +41,33 @@ export function uploadRowStatement(r: UploadRow): SqlStatement {
             expires_at = excluded.expires_at, completed_at = excluded.completed_at, version = excluded.version
           WHERE excluded.version > multipart_uploads.version`,
     params: [
-      r.uploadId, r.fileId, r.userId, r.r2Key, r.filename, r.contentType, r.size, r.partSize, r.partsUploaded,
-      r.bytesReceived, JSON.stringify(r.sessionData), r.protocol, r.status, r.createdAt, r.updatedAt, r.expiresAt,
-      r.completedAt, r.version,
+      r.uploadId,
+      r.fileId,
+      r.userId,
+      r.r2Key,
+      r.filename,
+      r.contentType,
+      r.size,
+      r.partSize,
+      r.partsUploaded,
+      r.bytesReceived,
+      JSON.stringify(r.sessionData),
+      r.protocol,
+      r.status,
+      r.createdAt,
+      r.updatedAt,
+      r.expiresAt,
+      r.completedAt,
+      r.version,
     ],
   };
 }
 
 /** Upserts a `files` row (live or deleted) unless D1 already holds a newer version of it. */
-export function fileRowStatement(f: FileRecord, state: { deletedAt: number | null; updatedAt: number; version: number }): SqlStatement {
+export function fileRowStatement(
+  f: FileRecord,
+  state: { deletedAt: number | null; updatedAt: number; version: number },
+): SqlStatement {
   return {
     sql: `INSERT INTO files
             (id, user_id, upload_id, filename, r2_key, mime_type, file_size, checksum, etag, metadata, status,
@@ -60,9 +78,21 @@ export function fileRowStatement(f: FileRecord, state: { deletedAt: number | nul
             version = excluded.version
           WHERE excluded.version > files.version`,
     params: [
-      f.id, f.userId, f.uploadId, f.filename, f.r2Key, f.contentType, f.size, f.sha256, f.etag,
-      f.metadata ? JSON.stringify(f.metadata) : null, state.deletedAt === null ? "active" : "deleted",
-      state.deletedAt, f.createdAt, state.updatedAt, state.version,
+      f.id,
+      f.userId,
+      f.uploadId,
+      f.filename,
+      f.r2Key,
+      f.contentType,
+      f.size,
+      f.sha256,
+      f.etag,
+      f.metadata ? JSON.stringify(f.metadata) : null,
+      state.deletedAt === null ? "active" : "deleted",
+      state.deletedAt,
+      f.createdAt,
+      state.updatedAt,
+      state.version,
     ],
   };
 }
@@ -90,6 +120,15 @@ export function quotaRowStatement(q: QuotaRow): SqlStatement {
             active_uploads = excluded.active_uploads, ledger_version = excluded.ledger_version,
             updated_at = excluded.updated_at
           WHERE excluded.ledger_version > user_quotas.ledger_version`,
-    params: [q.userId, q.limitBytes, q.usedBytes, q.reservedBytes, q.fileCount, q.activeUploads, q.version, q.updatedAt],
+    params: [
+      q.userId,
+      q.limitBytes,
+      q.usedBytes,
+      q.reservedBytes,
+      q.fileCount,
+      q.activeUploads,
+      q.version,
+      q.updatedAt,
+    ],
   };
 }

@@ -60,7 +60,9 @@ export class Outbox {
 
   /** Messages still waiting, by topic (for diagnostics and tests). */
   pending(): Record<string, number> {
-    const rows = this.sql.exec<{ topic: string; n: number }>("SELECT topic, COUNT(*) AS n FROM outbox GROUP BY topic").toArray();
+    const rows = this.sql
+      .exec<{ topic: string; n: number }>("SELECT topic, COUNT(*) AS n FROM outbox GROUP BY topic")
+      .toArray();
     return Object.fromEntries(rows.map((r) => [r.topic, r.n]));
   }
 
@@ -89,7 +91,12 @@ export class Outbox {
         if (rows.length === 0) break;
         // Keep order within a topic: if an earlier message of this topic is still backing off, wait for it.
         const earlier = this.sql
-          .exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE topic = ? AND seq < ? AND next_attempt_at > ?", topic, rows[0].seq, now)
+          .exec<{ n: number }>(
+            "SELECT COUNT(*) AS n FROM outbox WHERE topic = ? AND seq < ? AND next_attempt_at > ?",
+            topic,
+            rows[0].seq,
+            now,
+          )
           .one().n;
         if (earlier > 0) break;
         const seqs = rows.map((r) => r.seq);
@@ -108,7 +115,9 @@ export class Outbox {
             String(err instanceof Error ? err.message : err).slice(0, 500),
             ...seqs,
           );
-          console.warn(JSON.stringify({ level: "warn", msg: "outbox delivery failed", topic, attempts, error: String(err) }));
+          console.warn(
+            JSON.stringify({ level: "warn", msg: "outbox delivery failed", topic, attempts, error: String(err) }),
+          );
           break;
         }
       }

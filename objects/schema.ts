@@ -22,6 +22,10 @@ export function migrateSchema(storage: DurableObjectStorage, steps: readonly str
 }
 
 /** Reads the single row of a one-row table, or null. */
-export function oneRow<T extends Record<string, SqlStorageValue>>(sql: SqlStorage, query: string, ...params: SqlStorageValue[]): T | null {
+export function oneRow<T extends Record<string, SqlStorageValue>>(
+  sql: SqlStorage,
+  query: string,
+  ...params: SqlStorageValue[]
+): T | null {
   return sql.exec<T>(query, ...params).toArray()[0] ?? null;
 }

@@ -282,9 +282,25 @@ export class UploadSession extends SqliteObject {
          part_size, part_count, sha256, metadata, protocol, status, ttl_ms, created_at, updated_at, expires_at,
          length_deferred, tus_metadata, max_length)
        VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)`,
-      init.uploadId, init.userId, init.fileId, init.r2Key, r2UploadId, init.filename, init.contentType, init.size,
-      init.partSize, init.partCount, init.sha256, init.metadata ? JSON.stringify(init.metadata) : null, init.protocol,
-      ttlMs, now, now, now + ttlMs, init.tus?.lengthDeferred ? 1 : 0, init.tus?.metadataHeader ?? null,
+      init.uploadId,
+      init.userId,
+      init.fileId,
+      init.r2Key,
+      r2UploadId,
+      init.filename,
+      init.contentType,
+      init.size,
+      init.partSize,
+      init.partCount,
+      init.sha256,
+      init.metadata ? JSON.stringify(init.metadata) : null,
+      init.protocol,
+      ttlMs,
+      now,
+      now,
+      now + ttlMs,
+      init.tus?.lengthDeferred ? 1 : 0,
+      init.tus?.metadataHeader ?? null,
       init.tus?.lengthDeferred ? init.tus.maxLength : null,
     );
     this.#checkpoint(now, { action: "upload.create", meta, bytes: 0 });
@@ -362,10 +378,13 @@ export class UploadSession extends SqliteObject {
     if (current.status === "completed") return ok({ kind: "done", file: JSON.parse(current.file!) as FileRecord });
     if (current.status === "active") {
       // A tus upload moves to completing itself, atomically with its last byte (see tusFinishWrite).
-      if (current.protocol === "tus") return fail(409, "upload_incomplete", "A tus upload completes when its last byte arrives");
+      if (current.protocol === "tus")
+        return fail(409, "upload_incomplete", "A tus upload completes when its last byte arrives");
       const missing = this.#missingParts(current);
       if (missing.length > 0) {
-        return fail(409, "parts_missing", `${missing.length} part(s) have not been uploaded`, { missingParts: missing.slice(0, 1000) });
+        return fail(409, "parts_missing", `${missing.length} part(s) have not been uploaded`, {
+          missingParts: missing.slice(0, 1000),
+        });
       }
       const now = Date.now();
       this.#move(current, "completing", now);
@@ -398,8 +417,19 @@ export class UploadSession extends SqliteObject {
     if (typeof result.checksum === "object") {
       const details = { expected: row.sha256, actual: result.checksum.mismatch };
       this.#move(row, "failed", now, "checksum_mismatch");
-      this.outbox.enqueue("ledger", { userId, uploadId: row.upload_id, kind: "release", reason: "checksum_mismatch" } satisfies LedgerMessage);
-      this.#checkpoint(now, { action: "upload.fail", meta, bytes: 0, errorCode: "checksum_mismatch", metadata: details });
+      this.outbox.enqueue("ledger", {
+        userId,
+        uploadId: row.upload_id,
+        kind: "release",
+        reason: "checksum_mismatch",
+      } satisfies LedgerMessage);
+      this.#checkpoint(now, {
+        action: "upload.fail",
+        meta,
+        bytes: 0,
+        errorCode: "checksum_mismatch",
+        metadata: details,
+      });
       await this.#deliver(["ledger"]);
       return fail(422, "checksum_mismatch", "The assembled file does not match the declared SHA-256", details);
     }
@@ -417,8 +447,13 @@ export class UploadSession extends SqliteObject {
       createdAt: now,
     };
     this.#move(row, "completed", now);
-    this.sql.exec("UPDATE session SET completed_at = ?, file = ?, lease_token = NULL, lease_expires_at = NULL WHERE id = 1", now, JSON.stringify(file));
-    if (row.protocol === "tus") this.outbox.enqueue("r2", { op: "deletePrefix", prefix: tailPrefix(row.upload_id) } satisfies R2Job);
+    this.sql.exec(
+      "UPDATE session SET completed_at = ?, file = ?, lease_token = NULL, lease_expires_at = NULL WHERE id = 1",
+      now,
+      JSON.stringify(file),
+    );
+    if (row.protocol === "tus")
+      this.outbox.enqueue("r2", { op: "deletePrefix", prefix: tailPrefix(row.upload_id) } satisfies R2Job);
     this.outbox.enqueue("ledger", { userId, uploadId: row.upload_id, kind: "commit", file } satisfies LedgerMessage);
     this.#checkpoint(now, { action: "upload.complete", meta, bytes: row.size, fileId: file.id });
     // Settle the ledger before answering, so the caller's next look at its usage already shows the file.
@@ -490,7 +525,10 @@ export class UploadSession extends SqliteObject {
     const offset = this.#offset();
     if (row.status === "completed") {
       if (req.offset !== offset) return offsetMismatch(offset);
-      if (req.contentLength > 0) return fail(413, "exceeds_upload_length", "The upload is complete: no more bytes fit", { uploadLength: row.size });
+      if (req.contentLength > 0)
+        return fail(413, "exceeds_upload_length", "The upload is complete: no more bytes fit", {
+          uploadLength: row.size,
+        });
       return ok({ kind: "done", offset, file: JSON.parse(row.file!) as FileRecord });
     }
     if (this.#liveLease(row, now)) return locked(row.lease_expires_at! - now);
@@ -498,7 +536,8 @@ export class UploadSession extends SqliteObject {
     // without modifying the upload resource."
     if (req.offset !== offset) return offsetMismatch(offset);
     if (row.status === "completing") {
-      if (req.contentLength > 0) return fail(413, "exceeds_upload_length", "Every byte of the upload is here", { uploadLength: row.size });
+      if (req.contentLength > 0)
+        return fail(413, "exceeds_upload_length", "Every byte of the upload is here", { uploadLength: row.size });
       return ok({ kind: "complete", token: this.#grantLease(req.leaseMs, now), offset });
     }
     // active
@@ -508,16 +547,28 @@ export class UploadSession extends SqliteObject {
     if (declared !== null) {
       // tus 1.0.0 §Creation: "Once set the length MUST NOT be changed."
       if (recorded !== null && declared !== recorded) {
-        return fail(400, "upload_length_mismatch", "Upload-Length cannot change once set", { uploadLength: recorded, declared });
+        return fail(400, "upload_length_mismatch", "Upload-Length cannot change once set", {
+          uploadLength: recorded,
+          declared,
+        });
       }
-      if (declared < offset) return fail(400, "upload_length_too_small", "Upload-Length is below the bytes already received", { offset, declared });
+      if (declared < offset)
+        return fail(400, "upload_length_too_small", "Upload-Length is below the bytes already received", {
+          offset,
+          declared,
+        });
       if (declared > maxLength) return tooLarge(declared, maxLength);
     }
     const length = recorded ?? declared;
     if (length !== null && offset + req.contentLength > length) {
-      return fail(413, "exceeds_upload_length", "The body runs past Upload-Length", { offset, contentLength: req.contentLength, uploadLength: length });
+      return fail(413, "exceeds_upload_length", "The body runs past Upload-Length", {
+        offset,
+        contentLength: req.contentLength,
+        uploadLength: length,
+      });
     }
-    if (length === null && offset + req.contentLength > maxLength) return tooLarge(offset + req.contentLength, maxLength);
+    if (length === null && offset + req.contentLength > maxLength)
+      return tooLarge(offset + req.contentLength, maxLength);
 
     const token = this.#grantLease(req.leaseMs, now);
     if (row.length_deferred) {
@@ -525,14 +576,24 @@ export class UploadSession extends SqliteObject {
       const bytes = declared ?? offset + req.contentLength;
       let adjusted: Outcome<unknown>;
       try {
-        adjusted = await accountFor(this.env, userId).adjustReservation({ userId, uploadId: row.upload_id, bytes, policy: req.policy });
+        adjusted = await accountFor(this.env, userId).adjustReservation({
+          userId,
+          uploadId: row.upload_id,
+          bytes,
+          policy: req.policy,
+        });
       } catch (err) {
-        adjusted = fail(503, "ledger_unavailable", "The quota ledger did not answer; retry", { cause: String(err).slice(0, 200) });
+        adjusted = fail(503, "ledger_unavailable", "The quota ledger did not answer; retry", {
+          cause: String(err).slice(0, 200),
+        });
       }
       // The await opened the input gate: a DELETE, an expiry or a lease thief may have come in meanwhile.
       row = this.#row()!;
       if (row.lease_token !== token || row.status !== "active") {
-        return this.#refuseTus(row) ?? (row.status === "active" ? fail(409, "lease_lost", "Another writer took the upload") : conflict(row.status));
+        return (
+          this.#refuseTus(row) ??
+          (row.status === "active" ? fail(409, "lease_lost", "Another writer took the upload") : conflict(row.status))
+        );
       }
       if (!adjusted.ok) {
         this.#clearLease();
@@ -576,19 +637,37 @@ export class UploadSession extends SqliteObject {
    * with the recorded tail's bytes supersedes it, and its objects are deleted. Slides the expiry and
    * the lease.
    */
-  async tusRecordPart(userId: string, token: string, part: TusPart, leaseMs: number, meta: RequestMeta): Promise<Outcome<{ offset: number }>> {
+  async tusRecordPart(
+    userId: string,
+    token: string,
+    part: TusPart,
+    leaseMs: number,
+    meta: RequestMeta,
+  ): Promise<Outcome<{ offset: number }>> {
     const got = this.#tusWritable(userId, token);
     if (!got.ok) return got;
     const row = got.value;
     const next = this.#partCount() + 1;
     const last = row.length_deferred ? null : row.part_count;
-    if (part.partNumber !== next || part.size !== row.part_size || (last !== null && part.partNumber >= last) || !sameKeys(part.consumedTail, this.#tailKeys())) {
-      return fail(409, "write_rejected", "The part does not follow the recorded bytes", { expectedPart: next, partNumber: part.partNumber });
+    if (
+      part.partNumber !== next ||
+      part.size !== row.part_size ||
+      (last !== null && part.partNumber >= last) ||
+      !sameKeys(part.consumedTail, this.#tailKeys())
+    ) {
+      return fail(409, "write_rejected", "The part does not follow the recorded bytes", {
+        expectedPart: next,
+        partNumber: part.partNumber,
+      });
     }
     const now = Date.now();
     this.#insertPart(part, now);
     this.#dropTail();
-    this.sql.exec("UPDATE session SET expires_at = ?, lease_expires_at = ? WHERE id = 1", now + row.ttl_ms, now + leaseMs);
+    this.sql.exec(
+      "UPDATE session SET expires_at = ?, lease_expires_at = ? WHERE id = 1",
+      now + row.ttl_ms,
+      now + leaseMs,
+    );
     this.#checkpoint(now, partEvent(part, meta));
     return ok({ offset: this.#offset() });
   }
@@ -599,7 +678,13 @@ export class UploadSession extends SqliteObject {
    * and the writer keeps the lease to drive the completion; otherwise the lease is released. A refused
    * write's new tail segment is queued for deletion.
    */
-  async tusFinishWrite(userId: string, token: string, fin: TusFinish, leaseMs: number, meta: RequestMeta): Promise<Outcome<TusWriteResult>> {
+  async tusFinishWrite(
+    userId: string,
+    token: string,
+    fin: TusFinish,
+    leaseMs: number,
+    meta: RequestMeta,
+  ): Promise<Outcome<TusWriteResult>> {
     const got = this.#tusWritable(userId, token);
     if (!got.ok) {
       if (fin.newTail) this.#discardTail(fin.newTail.key);
@@ -611,7 +696,8 @@ export class UploadSession extends SqliteObject {
       if (fin.newTail) this.#discardTail(fin.newTail.key);
       return fail(409, "write_rejected", why);
     };
-    if (fin.uploadLength !== null && !row.length_deferred && fin.uploadLength !== row.size) return reject("Upload-Length cannot change once set");
+    if (fin.uploadLength !== null && !row.length_deferred && fin.uploadLength !== row.size)
+      return reject("Upload-Length cannot change once set");
     const length = row.length_deferred ? fin.uploadLength : row.size;
     const partCount = length === null ? null : row.length_deferred ? Math.ceil(length / row.part_size) : row.part_count;
     // Check everything before changing anything.
@@ -621,7 +707,12 @@ export class UploadSession extends SqliteObject {
     for (const part of fin.parts) {
       const lastPart = partCount !== null && part.partNumber === partCount;
       const expected = lastPart ? length! - row.part_size * (partCount! - 1) : row.part_size;
-      if (part.partNumber !== next || part.size !== expected || (partCount !== null && part.partNumber > partCount) || !sameKeys(part.consumedTail, tail)) {
+      if (
+        part.partNumber !== next ||
+        part.size !== expected ||
+        (partCount !== null && part.partNumber > partCount) ||
+        !sameKeys(part.consumedTail, tail)
+      ) {
         return reject("The parts do not follow the recorded bytes");
       }
       bytes += part.size;
@@ -648,7 +739,8 @@ export class UploadSession extends SqliteObject {
           this.sql.exec("DELETE FROM tail_segments WHERE key = ?", key);
         }
       }
-      if (fin.newTail) this.sql.exec("INSERT INTO tail_segments (key, size) VALUES (?, ?)", fin.newTail.key, fin.newTail.size);
+      if (fin.newTail)
+        this.sql.exec("INSERT INTO tail_segments (key, size) VALUES (?, ?)", fin.newTail.key, fin.newTail.size);
       this.sql.exec("UPDATE session SET expires_at = ? WHERE id = 1", now + row.ttl_ms);
     }
     if (fin.uploadLength !== null && row.length_deferred) this.#setLength(row, fin.uploadLength);
@@ -656,11 +748,18 @@ export class UploadSession extends SqliteObject {
     const completing = length !== null && offset === length && this.#tailKeys().length === 0;
     if (completing) {
       this.#move(current, "completing", now);
-      this.sql.exec("UPDATE session SET expires_at = ?, lease_expires_at = ? WHERE id = 1", now + current.ttl_ms, now + leaseMs);
+      this.sql.exec(
+        "UPDATE session SET expires_at = ?, lease_expires_at = ? WHERE id = 1",
+        now + current.ttl_ms,
+        now + leaseMs,
+      );
     } else {
       this.#clearLease();
     }
-    this.#checkpoint(now, fin.parts.map((p) => partEvent(p, meta)));
+    this.#checkpoint(
+      now,
+      fin.parts.map((p) => partEvent(p, meta)),
+    );
     const after = this.#row()!;
     return ok({ offset: this.#offset(), length, expiresAt: after.expires_at, completing });
   }
@@ -681,7 +780,10 @@ export class UploadSession extends SqliteObject {
    * aborted, tail objects deleted, reservation released). A completed one is marked terminated and its
    * file id returned so the Worker removes the file. Afterwards the upload answers 410.
    */
-  async tusTerminate(userId: string, meta: RequestMeta): Promise<Outcome<{ kind: "terminated" } | { kind: "file"; fileId: string }>> {
+  async tusTerminate(
+    userId: string,
+    meta: RequestMeta,
+  ): Promise<Outcome<{ kind: "terminated" } | { kind: "file"; fileId: string }>> {
     const row = this.#owned(userId);
     if (!row || row.protocol !== "tus") return notFound();
     const current = this.#expireIfDue(row);
@@ -707,7 +809,12 @@ export class UploadSession extends SqliteObject {
   async ledgerView(): Promise<LedgerView> {
     const row = this.#row();
     if (!row) return { exists: false };
-    return { exists: true, status: row.status, expiresAt: row.expires_at, file: row.file ? (JSON.parse(row.file) as FileRecord) : null };
+    return {
+      exists: true,
+      status: row.status,
+      expiresAt: row.expires_at,
+      file: row.file ? (JSON.parse(row.file) as FileRecord) : null,
+    };
   }
 
   /** Test and operator view of what is still waiting in the outbox. */
@@ -732,7 +839,14 @@ export class UploadSession extends SqliteObject {
       else if (row.status === "completing" && now >= row.expires_at) {
         // The Worker that was assembling never came back. The object may or may not exist: remove both
         // the multipart upload and any assembled object, and give the bytes back.
-        this.#end(row, "failed", now, "completion_abandoned", { action: "upload.fail", meta: SYSTEM, bytes: 0, errorCode: "completion_abandoned" }, true);
+        this.#end(
+          row,
+          "failed",
+          now,
+          "completion_abandoned",
+          { action: "upload.fail", meta: SYSTEM, bytes: 0, errorCode: "completion_abandoned" },
+          true,
+        );
       }
     }
     await this.#deliver();
@@ -766,8 +880,10 @@ export class UploadSession extends SqliteObject {
    */
   #refuseTus(row: SessionRow): { ok: false; error: Failure } | null {
     if (row.status === "expired") return fail(410, "upload_expired", "The upload expired and was cleaned up");
-    if (row.status === "aborted" || row.terminated_at !== null) return fail(410, "upload_terminated", "The upload was terminated");
-    if (row.status === "failed") return fail(410, "upload_failed", "The upload failed and was cleaned up", { reason: row.failure });
+    if (row.status === "aborted" || row.terminated_at !== null)
+      return fail(410, "upload_terminated", "The upload was terminated");
+    if (row.status === "failed")
+      return fail(410, "upload_failed", "The upload failed and was cleaned up", { reason: row.failure });
     return null;
   }
 
@@ -778,7 +894,11 @@ export class UploadSession extends SqliteObject {
   /** Takes the lease for a new token; every grant also reserves a fresh tail key (`write_seq`). */
   #grantLease(leaseMs: number, now: number): string {
     const token = crypto.randomUUID();
-    this.sql.exec("UPDATE session SET lease_token = ?, lease_expires_at = ?, write_seq = write_seq + 1 WHERE id = 1", token, now + leaseMs);
+    this.sql.exec(
+      "UPDATE session SET lease_token = ?, lease_expires_at = ?, write_seq = write_seq + 1 WHERE id = 1",
+      token,
+      now + leaseMs,
+    );
     return token;
   }
 
@@ -800,7 +920,10 @@ export class UploadSession extends SqliteObject {
   }
 
   #tail(): TailRef[] {
-    return this.sql.exec<{ key: string; size: number }>("SELECT key, size FROM tail_segments ORDER BY seq").toArray().map((t) => ({ key: t.key, size: t.size }));
+    return this.sql
+      .exec<{ key: string; size: number }>("SELECT key, size FROM tail_segments ORDER BY seq")
+      .toArray()
+      .map((t) => ({ key: t.key, size: t.size }));
   }
 
   #tailKeys(): string[] {
@@ -850,7 +973,6 @@ export class UploadSession extends SqliteObject {
     }
   }
 
-
   #row(): SessionRow | null {
     return oneRow<SessionRow>(this.sql, "SELECT * FROM session WHERE id = 1");
   }
@@ -862,13 +984,20 @@ export class UploadSession extends SqliteObject {
 
   #parts(): PartRecord[] {
     return this.sql
-      .exec<{ part_number: number; size: number; etag: string }>("SELECT part_number, size, etag FROM parts ORDER BY part_number")
+      .exec<{ part_number: number; size: number; etag: string }>(
+        "SELECT part_number, size, etag FROM parts ORDER BY part_number",
+      )
       .toArray()
       .map((p) => ({ partNumber: p.part_number, size: p.size, etag: p.etag }));
   }
 
   #missingParts(row: SessionRow): number[] {
-    const have = new Set(this.sql.exec<{ n: number }>("SELECT part_number AS n FROM parts").toArray().map((r) => r.n));
+    const have = new Set(
+      this.sql
+        .exec<{ n: number }>("SELECT part_number AS n FROM parts")
+        .toArray()
+        .map((r) => r.n),
+    );
     const missing: number[] = [];
     for (let n = 1; n <= row.part_count; n++) if (!have.has(n)) missing.push(n);
     return missing;
@@ -918,9 +1047,17 @@ export class UploadSession extends SqliteObject {
    * Moves to a terminal state that gives the reservation back: queue the R2 clean-up and the ledger
    * release with the state change, in one synchronous step.
    */
-  #end(row: SessionRow, to: UploadStatus, now: number, reason: string, event: CheckpointEvent, deleteObject = false): void {
+  #end(
+    row: SessionRow,
+    to: UploadStatus,
+    now: number,
+    reason: string,
+    event: CheckpointEvent,
+    deleteObject = false,
+  ): void {
     this.#move(row, to, now, reason);
-    if (row.r2_upload_id) this.outbox.enqueue("r2", { op: "abort", key: row.r2_key, uploadId: row.r2_upload_id } satisfies R2Job);
+    if (row.r2_upload_id)
+      this.outbox.enqueue("r2", { op: "abort", key: row.r2_key, uploadId: row.r2_upload_id } satisfies R2Job);
     if (deleteObject) this.outbox.enqueue("r2", { op: "delete", key: row.r2_key } satisfies R2Job);
     if (row.protocol === "tus") {
       // The recorded tail and any tail a writer wrote but never recorded.
@@ -928,20 +1065,32 @@ export class UploadSession extends SqliteObject {
       this.sql.exec("UPDATE session SET lease_token = NULL, lease_expires_at = NULL WHERE id = 1");
       this.outbox.enqueue("r2", { op: "deletePrefix", prefix: tailPrefix(row.upload_id) } satisfies R2Job);
     }
-    this.outbox.enqueue("ledger", { userId: row.user_id, uploadId: row.upload_id, kind: "release", reason } satisfies LedgerMessage);
+    this.outbox.enqueue("ledger", {
+      userId: row.user_id,
+      uploadId: row.upload_id,
+      kind: "release",
+      reason,
+    } satisfies LedgerMessage);
     this.#checkpoint(now, event);
   }
 
   #move(row: SessionRow, to: UploadStatus, now: number, failure: string | null = null): void {
     if (!TRANSITIONS[row.status].includes(to)) throw new Error(`illegal transition ${row.status} → ${to}`);
-    this.sql.exec("UPDATE session SET status = ?, failure = COALESCE(?, failure), updated_at = ? WHERE id = 1", to, failure, now);
+    this.sql.exec(
+      "UPDATE session SET status = ?, failure = COALESCE(?, failure), updated_at = ? WHERE id = 1",
+      to,
+      failure,
+      now,
+    );
   }
 
   /** Bumps the version and queues the D1 checkpoint of the upload row (plus its audit event), then arms the alarm. */
   #checkpoint(now: number, event?: CheckpointEvent | CheckpointEvent[]): void {
     this.sql.exec("UPDATE session SET version = version + 1, updated_at = ? WHERE id = 1", now);
     const row = this.#row()!;
-    const totals = this.sql.exec<{ n: number; bytes: number }>("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM parts").one();
+    const totals = this.sql
+      .exec<{ n: number; bytes: number }>("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM parts")
+      .one();
     const statements: SqlStatement[] = [
       uploadRowStatement({
         uploadId: row.upload_id,
@@ -954,7 +1103,12 @@ export class UploadSession extends SqliteObject {
         partSize: row.part_size,
         partsUploaded: totals.n,
         bytesReceived: totals.bytes + this.#tailSize(),
-        sessionData: { r2UploadId: row.r2_upload_id, sha256: row.sha256, metadata: row.metadata ? JSON.parse(row.metadata) : null, failure: row.failure },
+        sessionData: {
+          r2UploadId: row.r2_upload_id,
+          sha256: row.sha256,
+          metadata: row.metadata ? JSON.parse(row.metadata) : null,
+          failure: row.failure,
+        },
         protocol: row.protocol,
         status: row.status,
         createdAt: row.created_at,

@@ -139,7 +139,11 @@ export class UserAccount extends SqliteObject {
    */
   async reserve(req: ReserveRequest): Promise<Outcome<Usage>> {
     this.#bind(req.userId);
-    const existing = oneRow<{ state: string }>(this.sql, "SELECT state FROM reservations WHERE upload_id = ?", req.uploadId);
+    const existing = oneRow<{ state: string }>(
+      this.sql,
+      "SELECT state FROM reservations WHERE upload_id = ?",
+      req.uploadId,
+    );
     if (existing) return ok(this.#usage(req.policy));
     // The user's own limits (administrator overrides) decide; they may be looser or stricter than the service's.
     const policy = this.#effective(req.policy);
@@ -194,10 +198,15 @@ export class UserAccount extends SqliteObject {
     const policy = this.#effective(req.policy);
     const limits = userLimits(policy);
     const states = Object.fromEntries(
-      this.sql.exec<{ budget: string; tat: number }>("SELECT budget, tat FROM rate_state").toArray().map((r) => [r.budget, { tat: r.tat } as GcraState]),
+      this.sql
+        .exec<{ budget: string; tat: number }>("SELECT budget, tat FROM rate_state")
+        .toArray()
+        .map((r) => [r.budget, { tat: r.tat } as GcraState]),
     );
     const now = Date.now();
-    const checks: Record<string, BudgetCheck> = { [REQUESTS_POLICY]: { state: states[REQUESTS_POLICY], limit: limits.requests, cost: 1 } };
+    const checks: Record<string, BudgetCheck> = {
+      [REQUESTS_POLICY]: { state: states[REQUESTS_POLICY], limit: limits.requests, cost: 1 },
+    };
     if (req.bytes > 0) checks[BYTES_POLICY] = { state: states[BYTES_POLICY], limit: limits.bytes, cost: req.bytes };
     const decision = gcraAll(checks, now);
     if (decision.allowed) {
@@ -217,7 +226,9 @@ export class UserAccount extends SqliteObject {
     ];
     const headers = rateLimitHeaders(decisions);
     const tooBig = decisions.some((d) => d.result.exceedsBurst);
-    const waits = decisions.filter((d) => !d.result.allowed && d.result.retryAfterSeconds !== null).map((d) => d.result.retryAfterSeconds!);
+    const waits = decisions
+      .filter((d) => !d.result.allowed && d.result.retryAfterSeconds !== null)
+      .map((d) => d.result.retryAfterSeconds!);
     return {
       allowed: decision.allowed,
       status: decision.allowed ? 200 : tooBig ? 413 : 429,
@@ -227,12 +238,21 @@ export class UserAccount extends SqliteObject {
   }
 
   /** Sets or (with null) removes this user's overrides of the service policy. */
-  async setOverrides(userId: string, patch: { [K in keyof AccountPolicy]?: AccountPolicy[K] | null }, policy: AccountPolicy): Promise<AccountView> {
+  async setOverrides(
+    userId: string,
+    patch: { [K in keyof AccountPolicy]?: AccountPolicy[K] | null },
+    policy: AccountPolicy,
+  ): Promise<AccountView> {
     this.#bind(userId);
     for (const [key, value] of Object.entries(patch)) {
       if (value === undefined) continue;
       if (value === null) this.sql.exec("DELETE FROM overrides WHERE key = ?", key);
-      else this.sql.exec("INSERT INTO overrides (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, JSON.stringify(value));
+      else
+        this.sql.exec(
+          "INSERT INTO overrides (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+          key,
+          JSON.stringify(value),
+        );
     }
     // The limit is part of the ledger's checkpoint: record the change.
     this.#changed(this.#effective(policy), []);
@@ -261,9 +281,18 @@ export class UserAccount extends SqliteObject {
    * Resizes a held reservation to `bytes` (a tus upload with a deferred length reserves as its length
    * becomes known). Growing is granted only if the new total still fits the quota; shrinking always is.
    */
-  async adjustReservation(req: { userId: string; uploadId: string; bytes: number; policy: AccountPolicy }): Promise<Outcome<Usage>> {
+  async adjustReservation(req: {
+    userId: string;
+    uploadId: string;
+    bytes: number;
+    policy: AccountPolicy;
+  }): Promise<Outcome<Usage>> {
     this.#bind(req.userId);
-    const res = oneRow<{ bytes: number; state: string }>(this.sql, "SELECT bytes, state FROM reservations WHERE upload_id = ?", req.uploadId);
+    const res = oneRow<{ bytes: number; state: string }>(
+      this.sql,
+      "SELECT bytes, state FROM reservations WHERE upload_id = ?",
+      req.uploadId,
+    );
     if (!res || res.state !== "held") return fail(409, "upload_not_active", "The upload holds no reservation");
     if (res.bytes === req.bytes) return ok(this.#usage(req.policy));
     const before = this.#usage(req.policy);
@@ -294,7 +323,11 @@ export class UserAccount extends SqliteObject {
    */
   async removeFile(req: { userId: string; fileId: string; meta: RequestMeta }): Promise<Outcome<{ file: FileRecord }>> {
     this.#bind(req.userId);
-    const row = oneRow<{ record: string; state: string }>(this.sql, "SELECT record, state FROM files WHERE file_id = ?", req.fileId);
+    const row = oneRow<{ record: string; state: string }>(
+      this.sql,
+      "SELECT record, state FROM files WHERE file_id = ?",
+      req.fileId,
+    );
     if (!row || row.state !== "live") return fail(404, "not_found", "File not found");
     const file = JSON.parse(row.record) as FileRecord;
     const now = Date.now();
@@ -311,7 +344,11 @@ export class UserAccount extends SqliteObject {
   }
 
   /** The user's uploads that still hold a reservation (active or completing), newest first. */
-  async listActiveUploads(req: { userId: string; limit: number; after?: { createdAt: number; uploadId: string } }): Promise<ActiveUpload[]> {
+  async listActiveUploads(req: {
+    userId: string;
+    limit: number;
+    after?: { createdAt: number; uploadId: string };
+  }): Promise<ActiveUpload[]> {
     this.#bind(req.userId);
     const after = req.after ?? { createdAt: Number.MAX_SAFE_INTEGER, uploadId: "" };
     return this.sql
@@ -325,7 +362,13 @@ export class UserAccount extends SqliteObject {
         req.limit,
       )
       .toArray()
-      .map((r) => ({ uploadId: r.upload_id, fileId: r.file_id, filename: r.filename, size: r.bytes, createdAt: r.created_at }));
+      .map((r) => ({
+        uploadId: r.upload_id,
+        fileId: r.file_id,
+        filename: r.filename,
+        size: r.bytes,
+        createdAt: r.created_at,
+      }));
   }
 
   /** Test and operator view of what is still waiting in the outbox. */
@@ -354,7 +397,10 @@ export class UserAccount extends SqliteObject {
 
   #overrides(): PolicyOverrides {
     return Object.fromEntries(
-      this.sql.exec<{ key: string; value: string }>("SELECT key, value FROM overrides").toArray().map((r) => [r.key, JSON.parse(r.value)]),
+      this.sql
+        .exec<{ key: string; value: string }>("SELECT key, value FROM overrides")
+        .toArray()
+        .map((r) => [r.key, JSON.parse(r.value)]),
     ) as PolicyOverrides;
   }
 
@@ -374,7 +420,13 @@ export class UserAccount extends SqliteObject {
                 (SELECT COUNT(*) FROM reservations WHERE state = 'held') AS active`,
       )
       .one();
-    return { usedBytes: t.used, reservedBytes: t.reserved, limitBytes: t.lim ?? 0, fileCount: t.files, activeUploads: t.active };
+    return {
+      usedBytes: t.used,
+      reservedBytes: t.reserved,
+      limitBytes: t.lim ?? 0,
+      fileCount: t.files,
+      activeUploads: t.active,
+    };
   }
 
   #settle(msg: LedgerMessage): void {
@@ -382,7 +434,12 @@ export class UserAccount extends SqliteObject {
     const res = oneRow<{ state: string }>(this.sql, "SELECT state FROM reservations WHERE upload_id = ?", msg.uploadId);
     if (msg.kind === "commit") {
       if (oneRow(this.sql, "SELECT 1 AS x FROM files WHERE file_id = ?", msg.file.id)) return; // already committed
-      if (res) this.sql.exec("UPDATE reservations SET state = 'committed', settled_at = ? WHERE upload_id = ?", now, msg.uploadId);
+      if (res)
+        this.sql.exec(
+          "UPDATE reservations SET state = 'committed', settled_at = ? WHERE upload_id = ?",
+          now,
+          msg.uploadId,
+        );
       this.sql.exec(
         "INSERT INTO files (file_id, record, bytes, state) VALUES (?, ?, ?, 'live')",
         msg.file.id,
@@ -393,7 +450,11 @@ export class UserAccount extends SqliteObject {
       this.outbox.enqueue("d1", [fileRowStatement(msg.file, { deletedAt: null, updatedAt: now, version })]);
     } else {
       if (!res || res.state !== "held") return; // already settled, or never reserved
-      this.sql.exec("UPDATE reservations SET state = 'released', settled_at = ? WHERE upload_id = ?", now, msg.uploadId);
+      this.sql.exec(
+        "UPDATE reservations SET state = 'released', settled_at = ? WHERE upload_id = ?",
+        now,
+        msg.uploadId,
+      );
       this.#changed(null, [], now);
     }
   }
@@ -439,7 +500,10 @@ export class UserAccount extends SqliteObject {
   async #reconcileReservations(): Promise<void> {
     const now = Date.now();
     const due = this.sql
-      .exec<{ upload_id: string }>("SELECT upload_id FROM reservations WHERE state = 'held' AND check_at <= ? LIMIT 100", now)
+      .exec<{ upload_id: string }>(
+        "SELECT upload_id FROM reservations WHERE state = 'held' AND check_at <= ? LIMIT 100",
+        now,
+      )
       .toArray();
     const userId = this.#userId();
     for (const { upload_id: uploadId } of due) {
@@ -451,13 +515,18 @@ export class UserAccount extends SqliteObject {
         continue;
       }
       // The await above let other requests in: act only on what is still held.
-      if (!oneRow(this.sql, "SELECT 1 AS x FROM reservations WHERE upload_id = ? AND state = 'held'", uploadId)) continue;
+      if (!oneRow(this.sql, "SELECT 1 AS x FROM reservations WHERE upload_id = ? AND state = 'held'", uploadId))
+        continue;
       if (!view.exists || view.status === "aborted" || view.status === "expired" || view.status === "failed") {
         this.#settle({ userId, uploadId, kind: "release", reason: view.exists ? view.status : "orphaned" });
       } else if (view.status === "completed" && view.file) {
         this.#settle({ userId, uploadId, kind: "commit", file: view.file });
       } else {
-        this.sql.exec("UPDATE reservations SET check_at = ? WHERE upload_id = ?", Math.max(view.expiresAt, now) + RESERVATION_CHECK_MS, uploadId);
+        this.sql.exec(
+          "UPDATE reservations SET check_at = ? WHERE upload_id = ?",
+          Math.max(view.expiresAt, now) + RESERVATION_CHECK_MS,
+          uploadId,
+        );
       }
     }
     this.#schedule();
@@ -476,7 +545,9 @@ export class UserAccount extends SqliteObject {
   /** Arms the single alarm for the earliest due job: an outbox delivery or a reservation check. */
   #schedule(): void {
     const outboxDue = this.outbox.nextDueAt();
-    const checkDue = this.sql.exec<{ due: number | null }>("SELECT MIN(check_at) AS due FROM reservations WHERE state = 'held'").one().due;
+    const checkDue = this.sql
+      .exec<{ due: number | null }>("SELECT MIN(check_at) AS due FROM reservations WHERE state = 'held'")
+      .one().due;
     const due = [outboxDue, checkDue].filter((t): t is number => t !== null);
     if (due.length > 0) void this.ctx.storage.setAlarm(Math.min(...due));
   }

@@ -12,7 +12,10 @@ export function parseDevVars(text: string): Record<string, string> {
     if (!line || line.startsWith("#")) continue;
     const eq = line.indexOf("=");
     if (eq <= 0) continue;
-    const value = line.slice(eq + 1).trim().replace(/^(["'])(.*)\1$/, "$2");
+    const value = line
+      .slice(eq + 1)
+      .trim()
+      .replace(/^(["'])(.*)\1$/, "$2");
     vars[line.slice(0, eq).trim()] = value;
   }
   return vars;

@@ -18,9 +18,21 @@ export const admit = createMiddleware<AppEnv>(async (c, next) => {
   const admission = await accountFor(c.env, userId).admit({ userId, policy: await accountPolicy(c.env), bytes });
   if (!admission.allowed) {
     if (admission.status === 413) {
-      throw new ApiError(413, "rate_limited", "The request carries more bytes than the per-minute upload budget allows", { bytes }, admission.headers);
+      throw new ApiError(
+        413,
+        "rate_limited",
+        "The request carries more bytes than the per-minute upload budget allows",
+        { bytes },
+        admission.headers,
+      );
     }
-    throw new ApiError(429, "rate_limited", "Too many requests; retry after the advertised wait", { retryAfterSeconds: admission.retryAfterSeconds }, admission.headers);
+    throw new ApiError(
+      429,
+      "rate_limited",
+      "Too many requests; retry after the advertised wait",
+      { retryAfterSeconds: admission.retryAfterSeconds },
+      admission.headers,
+    );
   }
   await next();
   for (const [name, value] of Object.entries(admission.headers)) c.res.headers.set(name, value);

@@ -104,7 +104,14 @@ export function writeAuditLater(c: Context<AppEnv>, events: AuditEvent[]): void 
         return;
       } catch (err) {
         if (attempt === WRITE_ATTEMPTS) {
-          console.error(JSON.stringify({ level: "error", msg: "audit write failed", requestId: c.get("requestId"), error: String(err) }));
+          console.error(
+            JSON.stringify({
+              level: "error",
+              msg: "audit write failed",
+              requestId: c.get("requestId"),
+              error: String(err),
+            }),
+          );
           return;
         }
         await new Promise((r) => setTimeout(r, 100 * 4 ** (attempt - 1)));

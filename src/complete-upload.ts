@@ -12,7 +12,12 @@ import { sessionFor } from "./stubs";
  * audit event through its outbox). Safe to call again: a completed upload returns the same file.
  * Refusals are thrown as ApiErrors.
  */
-export async function completeUpload(env: Env, uploadId: string, userId: string, meta: RequestMeta): Promise<FileRecord> {
+export async function completeUpload(
+  env: Env,
+  uploadId: string,
+  userId: string,
+  meta: RequestMeta,
+): Promise<FileRecord> {
   const session = sessionFor(env, uploadId);
   const step = unwrap(await session.beginCompletion(userId));
   if (step.kind === "done") return step.file;

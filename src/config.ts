@@ -91,7 +91,11 @@ const ConfigSchema = z.object({
   UPLOAD_TTL_SECONDS: wholeNumber(86_400, 1),
   PART_SIZE_BYTES: wholeNumber(8 * MiB, 5 * MiB, 95 * MiB),
   ALLOWED_CONTENT_TYPES: contentTypePatterns,
-  RATE_LIMIT_REQUESTS_PER_SECOND: wholeNumber(50, LIMIT_BOUNDS.requestsPerSecond.min, LIMIT_BOUNDS.requestsPerSecond.max),
+  RATE_LIMIT_REQUESTS_PER_SECOND: wholeNumber(
+    50,
+    LIMIT_BOUNDS.requestsPerSecond.min,
+    LIMIT_BOUNDS.requestsPerSecond.max,
+  ),
   RATE_LIMIT_BURST: wholeNumber(100, LIMIT_BOUNDS.burst.min, LIMIT_BOUNDS.burst.max),
   RATE_LIMIT_BYTES_PER_MINUTE: wholeNumber(10 * GiB, LIMIT_BOUNDS.bytesPerMinute.min, LIMIT_BOUNDS.bytesPerMinute.max),
   MAX_ACTIVE_UPLOADS: wholeNumber(100, LIMIT_BOUNDS.maxActiveUploads.min, LIMIT_BOUNDS.maxActiveUploads.max),

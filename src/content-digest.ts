@@ -21,7 +21,10 @@ export function parseContentDigest(header: string | undefined): ExpectedDigest |
     const m = /^\s*([a-z][a-z0-9_.*-]*)\s*=\s*:([A-Za-z0-9+/]*={0,2}):\s*$/.exec(member);
     if (!m) throw new ApiError(400, "invalid_request", "Content-Digest is not a valid RFC 9530 dictionary");
     try {
-      found.set(m[1], Uint8Array.from(atob(m[2]), (ch) => ch.charCodeAt(0)));
+      found.set(
+        m[1],
+        Uint8Array.from(atob(m[2]), (ch) => ch.charCodeAt(0)),
+      );
     } catch {
       throw new ApiError(400, "invalid_request", "Content-Digest has an invalid base64 value");
     }
@@ -30,7 +33,8 @@ export function parseContentDigest(header: string | undefined): ExpectedDigest |
     const bytes = found.get(name);
     if (!bytes) continue;
     const expectedLength = name === "sha-512" ? 64 : 32;
-    if (bytes.length !== expectedLength) throw new ApiError(400, "invalid_request", `Content-Digest ${name} must be ${expectedLength} bytes`);
+    if (bytes.length !== expectedLength)
+      throw new ApiError(400, "invalid_request", `Content-Digest ${name} must be ${expectedLength} bytes`);
     return { algorithm: ALGORITHMS[name], bytes };
   }
   return null;

@@ -101,7 +101,9 @@ export const cors = createMiddleware<AppEnv>(async (c, next) => {
 
   if (c.req.method === "OPTIONS" && c.req.header("Access-Control-Request-Method")) {
     // A preflight: answered here, before authentication (browsers never send credentials with one).
-    const headers: Record<string, string> = { Vary: "Origin, Access-Control-Request-Method, Access-Control-Request-Headers" };
+    const headers: Record<string, string> = {
+      Vary: "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+    };
     if (allowed) {
       headers["Access-Control-Allow-Origin"] = allowed;
       headers["Access-Control-Allow-Methods"] = ALLOW_METHODS;

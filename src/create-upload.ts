@@ -10,11 +10,24 @@ import { accountFor, sessionFor } from "./stubs";
  * R2 multipart upload. If opening fails the reservation is released here; if this Worker dies between
  * the two steps, the account's own reconciliation releases it. Refusals are thrown as ApiErrors.
  */
-export async function createUpload(env: Env, init: Omit<SessionInit, "r2Key">, policy: AccountPolicy, meta: RequestMeta): Promise<SessionView> {
+export async function createUpload(
+  env: Env,
+  init: Omit<SessionInit, "r2Key">,
+  policy: AccountPolicy,
+  meta: RequestMeta,
+): Promise<SessionView> {
   const { userId, uploadId } = init;
   const account = accountFor(env, userId);
   unwrap(
-    await account.reserve({ userId, uploadId, fileId: init.fileId, filename: init.filename, bytes: init.size, contentType: init.contentType, policy }),
+    await account.reserve({
+      userId,
+      uploadId,
+      fileId: init.fileId,
+      filename: init.filename,
+      bytes: init.size,
+      contentType: init.contentType,
+      policy,
+    }),
   );
   try {
     // The storage key is the server's, never the client's: no traversal, no collisions.

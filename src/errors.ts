@@ -89,9 +89,22 @@ export function renderError(err: Error, c: Context): Response {
     const status = err.status as ContentfulStatusCode;
     const code = status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "http_error";
     const message = status === 401 ? "A valid bearer token is required" : err.message || "Request failed";
-    error = new ApiError(status, code, message, undefined, status === 401 ? { "WWW-Authenticate": 'Bearer realm="durable-uploads"' } : undefined);
+    error = new ApiError(
+      status,
+      code,
+      message,
+      undefined,
+      status === 401 ? { "WWW-Authenticate": 'Bearer realm="durable-uploads"' } : undefined,
+    );
   } else {
-    console.error(JSON.stringify({ level: "error", msg: "unhandled error", requestId: c.get("requestId"), error: String(err?.stack ?? err) }));
+    console.error(
+      JSON.stringify({
+        level: "error",
+        msg: "unhandled error",
+        requestId: c.get("requestId"),
+        error: String(err?.stack ?? err),
+      }),
+    );
     error = new ApiError(500, "internal_error", "Internal server error");
   }
   c.set("errorCode", error.code);

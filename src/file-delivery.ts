@@ -48,15 +48,27 @@ export async function deliverFile(c: Context<AppEnv>, file: FileRow, audit: Deli
   const etag = formatEntityTag(object.etag);
 
   if (plan.status === 412) {
-    throw new ApiError(412, "precondition_failed", "A precondition (If-Match or If-Unmodified-Since) did not hold", undefined, {
-      ETag: etag,
-    });
+    throw new ApiError(
+      412,
+      "precondition_failed",
+      "A precondition (If-Match or If-Unmodified-Since) did not hold",
+      undefined,
+      {
+        ETag: etag,
+      },
+    );
   }
   if (plan.status === 416) {
-    throw new ApiError(416, "range_not_satisfiable", "The requested range starts beyond the end of the file", { size: rep.size }, {
-      "Content-Range": unsatisfiedContentRange(rep.size),
-      "Accept-Ranges": "bytes",
-    });
+    throw new ApiError(
+      416,
+      "range_not_satisfiable",
+      "The requested range starts beyond the end of the file",
+      { size: rep.size },
+      {
+        "Content-Range": unsatisfiedContentRange(rep.size),
+        "Accept-Ranges": "bytes",
+      },
+    );
   }
 
   const meta = requestMeta(c);
@@ -115,7 +127,8 @@ export async function deliverFile(c: Context<AppEnv>, file: FileRow, audit: Deli
   if (!body) throw notFound("File");
   // `etagMatches` failed: the object was replaced between head and get. Keys are never reused, so this
   // means a concurrent rewrite; a retry will see one consistent version.
-  if (!("body" in body)) throw new ApiError(409, "file_changed", "The file changed while it was being read; retry the request");
+  if (!("body" in body))
+    throw new ApiError(409, "file_changed", "The file changed while it was being read; retry the request");
 
   record(plan.status, length, range);
   return new Response(body.body, { status: plan.status, headers });

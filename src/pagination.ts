@@ -15,7 +15,11 @@ export interface PageKey {
 /** Which listing a cursor belongs to, so a cursor of one listing is refused by another. */
 export type CursorKind = "files" | "audit" | "uploads";
 
-const CursorPayload = z.tuple([z.enum(["files", "audit", "uploads"]), z.number().int().min(0), z.string().min(1).max(256)]);
+const CursorPayload = z.tuple([
+  z.enum(["files", "audit", "uploads"]),
+  z.number().int().min(0),
+  z.string().min(1).max(256),
+]);
 
 /** Encodes a page key as an opaque cursor: base64url of a small JSON tuple. Clients must not parse it. */
 export function encodeCursor(kind: CursorKind, key: PageKey): string {
@@ -30,14 +34,19 @@ export function encodeCursor(kind: CursorKind, key: PageKey): string {
  * expected JSON, another listing's cursor) is a client error: 400 `invalid_request`.
  */
 export function decodeCursor(kind: CursorKind, cursor: string): PageKey {
-  const bad = () => invalidRequest("The cursor is invalid; pass back a nextCursor from this listing unchanged", [
-    { path: "cursor", message: "invalid cursor" },
-  ]);
+  const bad = () =>
+    invalidRequest("The cursor is invalid; pass back a nextCursor from this listing unchanged", [
+      { path: "cursor", message: "invalid cursor" },
+    ]);
   if (!/^[A-Za-z0-9_-]{1,1024}$/.test(cursor)) throw bad();
   let payload: unknown;
   try {
     const binary = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
-    payload = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
+    payload = JSON.parse(
+      new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(
+        Uint8Array.from(binary, (c) => c.charCodeAt(0)),
+      ),
+    );
   } catch {
     throw bad();
   }

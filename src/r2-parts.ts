@@ -60,7 +60,10 @@ export async function writePart(
  * Assembles the object from its recorded parts (or writes an empty object for an empty file). A retry
  * after R2 already completed the upload finds the object in place and carries on.
  */
-export async function assembleObject(bucket: R2Bucket, step: Extract<CompletionStep, { kind: "assemble" }>): Promise<{ etag: string }> {
+export async function assembleObject(
+  bucket: R2Bucket,
+  step: Extract<CompletionStep, { kind: "assemble" }>,
+): Promise<{ etag: string }> {
   if (step.r2UploadId === null) {
     const object = await bucket.put(step.r2Key, new Uint8Array(0), { httpMetadata: { contentType: step.contentType } });
     return { etag: object.etag };

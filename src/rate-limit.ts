@@ -75,7 +75,12 @@ function assertLimit(limit: RateLimit): void {
  * @param cost units this request consumes: 1 for a request, its byte count for a byte budget; 0 peeks
  * @param now current time, epoch milliseconds
  */
-export function gcra(state: GcraState | undefined | null, limit: RateLimit, cost: number, now: number): RateLimitResult {
+export function gcra(
+  state: GcraState | undefined | null,
+  limit: RateLimit,
+  cost: number,
+  now: number,
+): RateLimitResult {
   assertLimit(limit);
   if (!Number.isFinite(cost) || cost < 0) throw new RangeError(`cost must be a non-negative number, got ${cost}`);
   if (!Number.isFinite(now)) throw new RangeError(`now must be a finite time, got ${now}`);

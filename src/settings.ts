@@ -19,9 +19,15 @@ const dedupe = (values: string[]) => [...new Set(values)];
 
 /** Every setting with its bounds. Each is validated alone, so an admin may change one key at a time. */
 const FIELDS = {
-  defaultQuotaBytes: z.int().min(0).max(2 ** 50),
+  defaultQuotaBytes: z
+    .int()
+    .min(0)
+    .max(2 ** 50),
   /** The largest file that fits in 10,000 parts of the largest part size. */
-  maxFileSizeBytes: z.int().min(1).max(MAX_PARTS * MAX_PART_BYTES),
+  maxFileSizeBytes: z
+    .int()
+    .min(1)
+    .max(MAX_PARTS * MAX_PART_BYTES),
   allowedContentTypes: z
     .array(
       z
@@ -34,7 +40,10 @@ const FIELDS = {
     .max(100)
     .transform(dedupe),
   /** At least a minute; at most 7 days, after which R2 itself aborts an incomplete multipart upload. */
-  uploadTtlSeconds: z.int().min(60).max(7 * 86_400),
+  uploadTtlSeconds: z
+    .int()
+    .min(60)
+    .max(7 * 86_400),
   partSizeBytes: z.int().min(MIN_PART_BYTES).max(MAX_PART_BYTES),
   requestsPerSecond: z.int().min(LIMIT_BOUNDS.requestsPerSecond.min).max(LIMIT_BOUNDS.requestsPerSecond.max),
   burst: z.int().min(LIMIT_BOUNDS.burst.min).max(LIMIT_BOUNDS.burst.max),
@@ -78,7 +87,8 @@ const RULES: CombinationRule[] = [
     keys: ["bytesPerMinute", "partSizeBytes"],
     path: "bytesPerMinute",
     holds: (s) => s.bytesPerMinute >= s.partSizeBytes,
-    message: (s) => `must be at least partSizeBytes (${s.partSizeBytes}): a part larger than the byte budget never passes`,
+    message: (s) =>
+      `must be at least partSizeBytes (${s.partSizeBytes}): a part larger than the byte budget never passes`,
   },
 ];
 
@@ -232,7 +242,10 @@ export async function readVersion(db: D1Database, version: number): Promise<Sett
  * Versions newest first, strictly below `before` when given. Asks for `limit` rows; callers wanting the
  * predecessor of the last row (to diff it) ask for one more.
  */
-export async function listVersions(db: D1Database, opts: { before?: number; limit: number }): Promise<SettingsVersion[]> {
+export async function listVersions(
+  db: D1Database,
+  opts: { before?: number; limit: number },
+): Promise<SettingsVersion[]> {
   const { results } = await db
     .prepare(`SELECT ${COLUMNS} FROM settings_versions WHERE version < ? ORDER BY version DESC LIMIT ?`)
     .bind(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit)
@@ -266,7 +279,15 @@ export async function appendVersion(db: D1Database, v: NewSettingsVersion): Prom
        SELECT ?1, ?2, ?3, ?4, ?5, ?6
        WHERE (SELECT COALESCE(MAX(version), 0) FROM settings_versions) = ?7`,
     )
-    .bind(next, JSON.stringify(v.overrides), v.changedBy, v.changedAt, v.kind, v.rolledBackTo ?? null, v.expectedVersion)
+    .bind(
+      next,
+      JSON.stringify(v.overrides),
+      v.changedBy,
+      v.changedAt,
+      v.kind,
+      v.rolledBackTo ?? null,
+      v.expectedVersion,
+    )
     .run();
   return result.meta.changes === 1 ? next : null;
 }
@@ -308,12 +329,22 @@ export async function loadSettings(env: Env): Promise<{ version: number; setting
   if (!cached || now >= cached.expiresAt) {
     try {
       const latest = await readLatestVersion(env.DB);
-      cached = { version: latest?.version ?? 0, overrides: latest?.overrides ?? {}, expiresAt: now + SETTINGS_CACHE_TTL_MS };
+      cached = {
+        version: latest?.version ?? 0,
+        overrides: latest?.overrides ?? {},
+        expiresAt: now + SETTINGS_CACHE_TTL_MS,
+      };
     } catch (err) {
-      console.error(JSON.stringify({ level: "error", msg: "settings read failed; using last known settings", error: String(err) }));
+      console.error(
+        JSON.stringify({ level: "error", msg: "settings read failed; using last known settings", error: String(err) }),
+      );
       // Without a previous read the vars are the best we know. Either way, back off briefly so an outage
       // does not turn every request into another failing D1 read.
-      cached = { version: cached?.version ?? 0, overrides: cached?.overrides ?? {}, expiresAt: now + RETRY_AFTER_FAILURE_MS };
+      cached = {
+        version: cached?.version ?? 0,
+        overrides: cached?.overrides ?? {},
+        expiresAt: now + RETRY_AFTER_FAILURE_MS,
+      };
     }
   }
   return { version: cached.version, settings: applyOverrides(base, cached.overrides) };

@@ -131,7 +131,10 @@ export async function buildLinkUrl(origin: string, secret: string, claims: LinkC
 export const LinkRequest = z.object({
   fileId: FileId,
   owner: UserId,
-  expires: z.string().regex(/^\d{1,12}$/, "must be epoch seconds").transform(Number),
+  expires: z
+    .string()
+    .regex(/^\d{1,12}$/, "must be epoch seconds")
+    .transform(Number),
   // An HMAC-SHA-256 is 32 bytes: 43 base64url characters without padding.
   signature: z.string().regex(/^[A-Za-z0-9_-]{43}$/, "must be a base64url HMAC-SHA-256"),
 });

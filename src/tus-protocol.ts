@@ -16,7 +16,14 @@ export const TUS_VERSION = "1.0.0";
  * "The `Tus-Extension` response header MUST be a comma-separated list of the extensions supported by the
  * Server." Concatenation is not offered: it is not implemented.
  */
-export const TUS_EXTENSIONS = ["creation", "creation-with-upload", "creation-defer-length", "expiration", "checksum", "termination"];
+export const TUS_EXTENSIONS = [
+  "creation",
+  "creation-with-upload",
+  "creation-defer-length",
+  "expiration",
+  "checksum",
+  "termination",
+];
 
 /**
  * Checksum algorithms by their tus names (lower case, "MUST only consist of ASCII characters with the
@@ -87,7 +94,10 @@ export const CreationHeaders = z
     // "If the `Upload-Defer-Length` header contains any other value than `1` the server should return a
     // `400 Bad Request` status."
     "upload-defer-length": z.literal("1", { error: "must be 1" }).optional(),
-    "upload-metadata": z.string().max(MAX_METADATA_HEADER, `must be at most ${MAX_METADATA_HEADER} characters`).optional(),
+    "upload-metadata": z
+      .string()
+      .max(MAX_METADATA_HEADER, `must be at most ${MAX_METADATA_HEADER} characters`)
+      .optional(),
     "upload-checksum": z.string().optional(),
     "upload-concat": z.undefined({ error: "concatenation is not supported" }),
     "content-length": NonNegativeInteger.optional(),
@@ -130,9 +140,14 @@ export function parseUploadChecksum(header: string | undefined): ExpectedChecksu
   if (!m) throw new ApiError(400, "invalid_checksum", "Upload-Checksum must be `<algorithm> <base64 digest>`");
   const name = m[1];
   if (!Object.hasOwn(CHECKSUM_ALGORITHMS, name)) {
-    throw new ApiError(400, "unsupported_checksum_algorithm", `Checksum algorithm ${name.slice(0, 32)} is not supported`, {
-      supported: Object.keys(CHECKSUM_ALGORITHMS),
-    });
+    throw new ApiError(
+      400,
+      "unsupported_checksum_algorithm",
+      `Checksum algorithm ${name.slice(0, 32)} is not supported`,
+      {
+        supported: Object.keys(CHECKSUM_ALGORITHMS),
+      },
+    );
   }
   const algorithm = CHECKSUM_ALGORITHMS[name as ChecksumName];
   const bytes = decodeBase64(m[2]);
@@ -169,7 +184,8 @@ export function parseUploadMetadata(header: string | undefined): UploadMetadata 
     const fields = pair.trim().split(" ");
     if (fields.length > 2) throw invalidMetadata("a key and its value are separated by one space");
     const [key, value = ""] = fields;
-    if (!METADATA_KEY.test(key)) throw invalidMetadata("keys are 1-128 printable ASCII characters without spaces or commas");
+    if (!METADATA_KEY.test(key))
+      throw invalidMetadata("keys are 1-128 printable ASCII characters without spaces or commas");
     if (values.has(key)) throw invalidMetadata(`key ${key} appears twice`);
     const bytes = decodeBase64(value);
     if (!bytes) throw invalidMetadata(`the value of ${key} is not Base64`);
@@ -196,11 +212,17 @@ export function fileFieldsOf(meta: UploadMetadata | null): FileFields {
   const contentType = values.get("filetype") || values.get("contentType") || "application/octet-stream";
   for (const key of ["filename", "filetype", "contentType"]) values.delete(key);
   if (!MEDIA_TYPE.test(contentType)) {
-    throw new ApiError(400, "invalid_metadata", "filetype must be a media type such as image/png", { contentType: contentType.slice(0, 255) });
+    throw new ApiError(400, "invalid_metadata", "filetype must be a media type such as image/png", {
+      contentType: contentType.slice(0, 255),
+    });
   }
   const metadata = values.size > 0 ? Object.fromEntries(values) : null;
   if (metadata && new TextEncoder().encode(JSON.stringify(metadata)).length > MAX_FILE_METADATA_BYTES) {
-    throw new ApiError(400, "invalid_metadata", `File metadata must be at most ${MAX_FILE_METADATA_BYTES} bytes as JSON`);
+    throw new ApiError(
+      400,
+      "invalid_metadata",
+      `File metadata must be at most ${MAX_FILE_METADATA_BYTES} bytes as JSON`,
+    );
   }
   return { filename, contentType, metadata };
 }

@@ -16,7 +16,14 @@
  * MUST NOT be updated"); parts uploaded by a refused write stay unrecorded and are overwritten by the
  * next write of the same numbers, and its tail object is deleted.
  */
-import { MAX_TAIL_SEGMENTS, type TailRef, type TusFinish, type TusPart, type TusWriteGrant, type TusWriteResult } from "../objects/upload-session";
+import {
+  MAX_TAIL_SEGMENTS,
+  type TailRef,
+  type TusFinish,
+  type TusPart,
+  type TusWriteGrant,
+  type TusWriteResult,
+} from "../objects/upload-session";
 import type { RequestMeta } from "./audit";
 import { sameBytes } from "./content-digest";
 import { ApiError, unwrap, type Outcome } from "./errors";
@@ -73,14 +80,17 @@ export async function writeTusBody(
 
   const reader = new BodyReader(body.stream, body.checksum?.digest ?? null);
   let lost: ApiError | null = null;
-  const heartbeat = setInterval(() => {
-    session.tusRenewLease(userId, token, leaseMs).then(
-      (renewed: Outcome<unknown>) => {
-        if (!renewed.ok) lost = ApiError.from(renewed.error);
-      },
-      () => {},
-    );
-  }, Math.max(250, Math.floor(leaseMs / 3)));
+  const heartbeat = setInterval(
+    () => {
+      session.tusRenewLease(userId, token, leaseMs).then(
+        (renewed: Outcome<unknown>) => {
+          if (!renewed.ok) lost = ApiError.from(renewed.error);
+        },
+        () => {},
+      );
+    },
+    Math.max(250, Math.floor(leaseMs / 3)),
+  );
   const stillHeld = () => {
     if (lost) throw lost;
   };
@@ -113,11 +123,23 @@ export async function writeTusBody(
     if (body.checksum) {
       const digest = await reader.digest();
       if (!sameBytes(digest, body.checksum.bytes)) {
-        throw new ApiError(CHECKSUM_MISMATCH, "checksum_mismatch", `The body does not match its ${body.checksum.name} Upload-Checksum; none of it was kept`);
+        throw new ApiError(
+          CHECKSUM_MISMATCH,
+          "checksum_mismatch",
+          `The body does not match its ${body.checksum.name} Upload-Checksum; none of it was kept`,
+        );
       }
     }
     stillHeld();
-    const result = unwrap(await session.tusFinishWrite(userId, token, { parts: pending, newTail, uploadLength: body.uploadLength }, leaseMs, meta));
+    const result = unwrap(
+      await session.tusFinishWrite(
+        userId,
+        token,
+        { parts: pending, newTail, uploadLength: body.uploadLength },
+        leaseMs,
+        meta,
+      ),
+    );
     unrecordedTail = null;
     return result;
   } catch (err) {
@@ -130,7 +152,14 @@ export async function writeTusBody(
 }
 
 /** Streams part `partNumber` of exactly `size` bytes: the tail segments' bytes, then the body's. */
-async function uploadPart(bucket: R2Bucket, grant: WriteGrant, partNumber: number, size: number, tail: TailRef[], reader: BodyReader): Promise<string> {
+async function uploadPart(
+  bucket: R2Bucket,
+  grant: WriteGrant,
+  partNumber: number,
+  size: number,
+  tail: TailRef[],
+  reader: BodyReader,
+): Promise<string> {
   const fixed = new FixedLengthStream(size);
   const writer = fixed.writable.getWriter();
   const uploading = bucket.resumeMultipartUpload(grant.r2Key, grant.r2UploadId!).uploadPart(partNumber, fixed.readable);
@@ -144,7 +173,13 @@ async function uploadPart(bucket: R2Bucket, grant: WriteGrant, partNumber: numbe
 }
 
 /** Writes a new tail segment of exactly `size` bytes: the bytes of the segments it folds in (if any), then the body's. */
-async function putTail(bucket: R2Bucket, key: string, size: number, tail: TailRef[], reader: BodyReader): Promise<void> {
+async function putTail(
+  bucket: R2Bucket,
+  key: string,
+  size: number,
+  tail: TailRef[],
+  reader: BodyReader,
+): Promise<void> {
   const fixed = new FixedLengthStream(size);
   const writer = fixed.writable.getWriter();
   const putting = bucket.put(key, fixed.readable);
@@ -156,12 +191,20 @@ async function putTail(bucket: R2Bucket, key: string, size: number, tail: TailRe
   }
 }
 
-async function feed(bucket: R2Bucket, writer: WritableStreamDefaultWriter<Uint8Array>, size: number, tail: TailRef[], reader: BodyReader): Promise<void> {
+async function feed(
+  bucket: R2Bucket,
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  size: number,
+  tail: TailRef[],
+  reader: BodyReader,
+): Promise<void> {
   let fromTail = 0;
   for (const segment of tail) {
     const object = await bucket.get(segment.key);
     if (!object || object.size !== segment.size) {
-      throw new ApiError(500, "tail_missing", "Received bytes of the upload are missing from storage", { key: segment.key });
+      throw new ApiError(500, "tail_missing", "Received bytes of the upload are missing from storage", {
+        key: segment.key,
+      });
     }
     const source = object.body.getReader();
     for (;;) {
@@ -176,12 +219,20 @@ async function feed(bucket: R2Bucket, writer: WritableStreamDefaultWriter<Uint8A
 }
 
 /** Stops the other half of a failed transfer and says what went wrong in API terms. */
-function failure(err: unknown, writer: WritableStreamDefaultWriter<Uint8Array>, ...pending: Promise<unknown>[]): unknown {
+function failure(
+  err: unknown,
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  ...pending: Promise<unknown>[]
+): unknown {
   writer.abort(err).catch(() => {});
   for (const p of pending) p.catch(() => {});
   if (err instanceof ApiError) return err;
   if (err instanceof IncompleteBody) {
-    return new ApiError(400, "incomplete_body", "The body ended before Content-Length bytes arrived; the whole parts before that were kept");
+    return new ApiError(
+      400,
+      "incomplete_body",
+      "The body ended before Content-Length bytes arrived; the whole parts before that were kept",
+    );
   }
   return new ApiError(502, "storage_error", "Storage refused the upload's bytes; retry from the current offset", {
     cause: String(err instanceof Error ? err.message : err).slice(0, 200),

@@ -101,10 +101,16 @@ export const adminUsers = new Hono<AppEnv>()
       success: true,
       ipAddress: meta.ipAddress,
       userAgent: meta.userAgent,
-      metadata: { requestId: meta.requestId, ttlSeconds: parsed.data.ttlSeconds, actor: c.req.header("X-Admin-Actor") ?? null },
+      metadata: {
+        requestId: meta.requestId,
+        ttlSeconds: parsed.data.ttlSeconds,
+        actor: c.req.header("X-Admin-Actor") ?? null,
+      },
       timestamp: Date.now(),
     });
-    await c.env.DB.prepare(statement.sql).bind(...statement.params).run();
+    await c.env.DB.prepare(statement.sql)
+      .bind(...statement.params)
+      .run();
     const token = await sign({ sub: userId, iat: now, exp }, c.env.AUTH_SECRET, "HS256");
     return c.json({ token, expiresAt: new Date(exp * 1000).toISOString() }, 201);
   });

@@ -74,7 +74,8 @@ const AdminActor = z
   .regex(/^[A-Za-z0-9._@+:-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 . _ @ + : -");
 
 /** An optional query parameter; an empty value (`?cursor=`) means "not given", as many clients send it. */
-const optionalParam = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === "" ? undefined : v), schema.optional());
+const optionalParam = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (v === "" ? undefined : v), schema.optional());
 
 /** A page size from the query string: digits only, so `1e2` or `10.0` are refused, not guessed. */
 const limitParam = (fallback: number, max: number) =>
@@ -96,11 +97,17 @@ const HistoryQuery = z.strictObject({
 });
 
 /** `since`: an ISO 8601 date or date-time, or epoch milliseconds. */
-const Since = z.union([
-  z.string().regex(/^[0-9]{1,15}$/).transform(Number),
-  z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
-  z.iso.date().transform((s) => Date.parse(`${s}T00:00:00Z`)),
-], { error: "must be an ISO 8601 date or date-time, or epoch milliseconds" });
+const Since = z.union(
+  [
+    z
+      .string()
+      .regex(/^[0-9]{1,15}$/)
+      .transform(Number),
+    z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
+    z.iso.date().transform((s) => Date.parse(`${s}T00:00:00Z`)),
+  ],
+  { error: "must be an ISO 8601 date or date-time, or epoch milliseconds" },
+);
 
 /** An audit cursor: base64url of `[timestamp, id]` of the last row of the previous page. */
 const AuditCursor = z
@@ -118,14 +125,19 @@ const AuditCursor = z
   });
 
 function encodeAuditCursor(timestamp: number, id: string): string {
-  return btoa(JSON.stringify([timestamp, id])).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return btoa(JSON.stringify([timestamp, id]))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
 }
 
 const AuditQuery = z.strictObject({
   userId: optionalParam(UserId),
   // Any well-formed action rather than an enum: a search for an action this build does not know yet
   // (or no longer writes) should find nothing, not fail.
-  action: optionalParam(z.string().regex(/^[a-z_]{1,32}\.[a-z_]{1,32}$/, "must be an audit action such as upload.part")),
+  action: optionalParam(
+    z.string().regex(/^[a-z_]{1,32}\.[a-z_]{1,32}$/, "must be an audit action such as upload.part"),
+  ),
   since: optionalParam(Since),
   cursor: optionalParam(AuditCursor),
   limit: limitParam(50, 200),
@@ -143,7 +155,8 @@ const etag = (version: number) => `"${version}"`;
 /** The request's JSON body, or 400 when it is not JSON (never a 500 from a parse error). */
 async function jsonBody(req: Request): Promise<unknown> {
   const text = await req.text();
-  if (text.length > MAX_BODY_BYTES) throw new ApiError(413, "payload_too_large", `The body exceeds ${MAX_BODY_BYTES} bytes`);
+  if (text.length > MAX_BODY_BYTES)
+    throw new ApiError(413, "payload_too_large", `The body exceeds ${MAX_BODY_BYTES} bytes`);
   try {
     return JSON.parse(text);
   } catch {
@@ -235,7 +248,12 @@ async function commit(
     const latest = await current(env.DB);
     if (!precondition.any && !precondition.versions.includes(latest.version)) throw versionConflict(latest.version);
     const change = build(latest);
-    const version = await appendVersion(env.DB, { expectedVersion: latest.version, changedAt: Date.now(), changedBy, ...change });
+    const version = await appendVersion(env.DB, {
+      expectedVersion: latest.version,
+      changedAt: Date.now(),
+      changedBy,
+      ...change,
+    });
     if (version !== null) {
       clearSettingsCache();
       return { version, overrides: change.overrides };
@@ -244,8 +262,6 @@ async function commit(
   if (!precondition.any) throw versionConflict((await current(env.DB)).version);
   throw new ApiError(409, "version_conflict", "Settings are changing concurrently; read them again and retry");
 }
-
-
 
 /** How often an unconditional write (`If-Match: *`, or a rollback without If-Match) retries a lost race. */
 const UNCONDITIONAL_ATTEMPTS = 3;
@@ -348,12 +364,8 @@ export const admin = new Hono<AppEnv>()
     const db = c.env.DB;
     const since = Date.now() - DAY_MS;
     const [ledger, files, uploads, uploaded, rejected] = await db.batch([
-      db.prepare(
-        `SELECT COUNT(*) AS users, COALESCE(SUM(reserved_bytes), 0) AS bytes_reserved FROM user_quotas`,
-      ),
-      db.prepare(
-        `SELECT COUNT(*) AS files, COALESCE(SUM(file_size), 0) AS bytes FROM files WHERE status = 'active'`,
-      ),
+      db.prepare(`SELECT COUNT(*) AS users, COALESCE(SUM(reserved_bytes), 0) AS bytes_reserved FROM user_quotas`),
+      db.prepare(`SELECT COUNT(*) AS files, COALESCE(SUM(file_size), 0) AS bytes FROM files WHERE status = 'active'`),
       db.prepare(`SELECT status, COUNT(*) AS n FROM multipart_uploads GROUP BY status`),
       db
         .prepare(
@@ -394,9 +406,9 @@ export const admin = new Hono<AppEnv>()
     const q = parseInput(AuditQuery, c.req.query(), "query");
     const where: string[] = [];
     const params: (string | number)[] = [];
-    if (q.userId !== undefined) (where.push("user_id = ?"), params.push(q.userId));
-    if (q.action !== undefined) (where.push("action = ?"), params.push(q.action));
-    if (q.since !== undefined) (where.push("timestamp >= ?"), params.push(q.since));
+    if (q.userId !== undefined) where.push("user_id = ?"), params.push(q.userId);
+    if (q.action !== undefined) where.push("action = ?"), params.push(q.action);
+    if (q.since !== undefined) where.push("timestamp >= ?"), params.push(q.since);
     if (q.cursor !== undefined) {
       // (timestamp, id) < (t, i), written so the leading range on timestamp can use an index.
       where.push("timestamp <= ? AND (timestamp < ? OR id < ?)");

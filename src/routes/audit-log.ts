@@ -12,9 +12,6 @@ const ListQuery = z.object({
   action: optionalParam(z.enum(AUDIT_ACTIONS, { error: `must be one of: ${AUDIT_ACTIONS.join(", ")}` })),
 });
 
-
-
-
 /** `/v1/audit`: the caller's own audit events. */
 export const auditLog = new Hono<AppEnv>()
   .use(requireUser)

@@ -51,7 +51,13 @@ async function jsonBody(c: Context<AppEnv>): Promise<unknown> {
 }
 
 /** Records one successful operation on a file of the caller's. */
-function recordSuccess(c: Context<AppEnv>, action: AuditAction, fileId: string, started: number, metadata?: Record<string, unknown>) {
+function recordSuccess(
+  c: Context<AppEnv>,
+  action: AuditAction,
+  fileId: string,
+  started: number,
+  metadata?: Record<string, unknown>,
+) {
   const meta = requestMeta(c);
   writeAuditLater(c, [
     {

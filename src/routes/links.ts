@@ -38,7 +38,9 @@ export const links = new Hono<AppEnv>()
     auditAs(c, { action: "file.link_download", fileId });
 
     if (Date.now() >= expires * 1000) {
-      throw new ApiError(403, "link_expired", "This link has expired", { expiredAt: new Date(expires * 1000).toISOString() });
+      throw new ApiError(403, "link_expired", "This link has expired", {
+        expiredAt: new Date(expires * 1000).toISOString(),
+      });
     }
     const file = await findLiveFile(c.env.DB, owner, fileId);
     if (!file) throw notFound("File");
@@ -52,5 +54,7 @@ export const links = new Hono<AppEnv>()
 
   // Anything else on a link URL (PUT, POST, DELETE, PATCH, OPTIONS…): a link only ever reads.
   .all("/:fileId", () => {
-    throw new ApiError(405, "method_not_allowed", "A link only supports GET and HEAD", undefined, { Allow: "GET, HEAD" });
+    throw new ApiError(405, "method_not_allowed", "A link only supports GET and HEAD", undefined, {
+      Allow: "GET, HEAD",
+    });
   });

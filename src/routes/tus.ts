@@ -74,13 +74,24 @@ function tusUnwrap<T>(outcome: Outcome<T>): T {
   if (outcome.ok) return outcome.value;
   const { status, code, message, details } = outcome.error;
   const retry = (details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds;
-  throw new ApiError(status, code, message, details, status === 423 && retry ? { "Retry-After": String(retry) } : undefined);
+  throw new ApiError(
+    status,
+    code,
+    message,
+    details,
+    status === 423 && retry ? { "Retry-After": String(retry) } : undefined,
+  );
 }
 
 /** Keeps a write going when the client disconnects, so it can record what arrived and give the lease back. */
 function outliveClient<T>(c: Context<AppEnv>, work: Promise<T>): Promise<T> {
   try {
-    c.executionCtx.waitUntil(work.then(() => {}, () => {}));
+    c.executionCtx.waitUntil(
+      work.then(
+        () => {},
+        () => {},
+      ),
+    );
   } catch {
     // No execution context (app.request() in a test): the promise runs to completion anyway.
   }
@@ -142,13 +153,22 @@ async function options(c: Context<AppEnv>) {
 }
 
 /** The body of a creation or PATCH request. A body without a Content-Length cannot be cut into parts. */
-function bodyOf(c: Context<AppEnv>, h: { "content-length"?: number; "upload-checksum"?: string }, uploadLength: number | null): TusBody {
+function bodyOf(
+  c: Context<AppEnv>,
+  h: { "content-length"?: number; "upload-checksum"?: string },
+  uploadLength: number | null,
+): TusBody {
   const stream = c.req.raw.body;
   const length = h["content-length"];
   if (stream && length === undefined) {
     throw new ApiError(411, "length_required", "A body needs a Content-Length");
   }
-  return { stream: length ? stream : null, length: length ?? 0, uploadLength, checksum: parseUploadChecksum(h["upload-checksum"]) };
+  return {
+    stream: length ? stream : null,
+    length: length ?? 0,
+    uploadLength,
+    checksum: parseUploadChecksum(h["upload-checksum"]),
+  };
 }
 
 interface Accepted {
@@ -221,14 +241,21 @@ async function create(c: Context<AppEnv>) {
   const hasBody = (h["content-length"] ?? 0) > 0;
   // creation-with-upload: "The Client MUST include the `Content-Type: application/offset+octet-stream` header."
   if (hasBody && !isOffsetOctetStream(h["content-type"])) {
-    throw new ApiError(415, "unsupported_media_type", "A creation body must be sent as application/offset+octet-stream");
+    throw new ApiError(
+      415,
+      "unsupported_media_type",
+      "A creation body must be sent as application/offset+octet-stream",
+    );
   }
   const body = bodyOf(c, h, null);
   // "If the length of the upload exceeds the maximum … the Server MUST respond with the `413 Request
   // Entity Too Large` status." The account checks the user's own maximum when it reserves; bytes past
   // the declared length are refused here.
   if (length !== null && body.length > length) {
-    throw new ApiError(413, "exceeds_upload_length", "The body runs past Upload-Length", { contentLength: body.length, uploadLength: length });
+    throw new ApiError(413, "exceeds_upload_length", "The body runs past Upload-Length", {
+      contentLength: body.length,
+      uploadLength: length,
+    });
   }
   const account = accountFor(c.env, userId);
   let maxLength = length ?? 0;
@@ -280,7 +307,8 @@ async function create(c: Context<AppEnv>) {
       accepted = await outliveClient(c, acceptAt(c, uploadId, 0, body));
     } catch (err) {
       // The upload exists: tell the client where, so it can resume from HEAD.
-      if (err instanceof ApiError) throw new ApiError(err.status, err.code, err.message, err.details, { ...err.headers, ...location });
+      if (err instanceof ApiError)
+        throw new ApiError(err.status, err.code, err.message, err.details, { ...err.headers, ...location });
       throw err;
     }
     acceptedHeaders(c, accepted);
@@ -354,7 +382,11 @@ async function terminate(c: Context<AppEnv>) {
   const meta = requestMeta(c);
   const ended = tusUnwrap(await sessionFor(c.env, uploadId).tusTerminate(userId, meta));
   if (ended.kind === "file") {
-    const removed = (await accountFor(c.env, userId).removeFile({ userId, fileId: ended.fileId, meta })) as Outcome<unknown>;
+    const removed = (await accountFor(c.env, userId).removeFile({
+      userId,
+      fileId: ended.fileId,
+      meta,
+    })) as Outcome<unknown>;
     if (!removed.ok && removed.error.status !== 404) throw ApiError.from(removed.error);
   }
   return c.body(null, 204);

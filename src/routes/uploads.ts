@@ -32,7 +32,10 @@ const CreateUpload = z
       .optional(),
     metadata: z
       .record(z.string().min(1).max(128), z.string())
-      .refine((m) => new TextEncoder().encode(JSON.stringify(m)).length <= MAX_METADATA_BYTES, `must be at most ${MAX_METADATA_BYTES} bytes as JSON`)
+      .refine(
+        (m) => new TextEncoder().encode(JSON.stringify(m)).length <= MAX_METADATA_BYTES,
+        `must be at most ${MAX_METADATA_BYTES} bytes as JSON`,
+      )
       .optional(),
   })
   .strict();
@@ -40,7 +43,10 @@ const CreateUpload = z
 /** Upload ids are UUIDs the server made; anything else cannot name an upload. */
 const UploadId = z.uuid();
 /** Part numbers as written in the path; the range check against the session's plan is the session's. */
-const PartNumber = z.string().regex(/^\d{1,6}$/, "must be a whole number").transform(Number);
+const PartNumber = z
+  .string()
+  .regex(/^\d{1,6}$/, "must be a whole number")
+  .transform(Number);
 const ListQuery = z.object({ cursor: Cursor, limit: Limit });
 
 /** Reads the upload id path parameter; a malformed one names no upload, so it answers 404. */
@@ -162,7 +168,12 @@ export const uploads = new Hono<AppEnv>()
     });
     const page = pageOf("uploads", rows, query.limit, (u) => ({ time: u.createdAt, id: u.uploadId }));
     return c.json({
-      uploads: page.items.map((u) => ({ uploadId: u.uploadId, filename: u.filename, size: u.size, createdAt: iso(u.createdAt) })),
+      uploads: page.items.map((u) => ({
+        uploadId: u.uploadId,
+        filename: u.filename,
+        size: u.size,
+        createdAt: iso(u.createdAt),
+      })),
       nextCursor: page.nextCursor,
     });
   })
@@ -191,7 +202,9 @@ export const uploads = new Hono<AppEnv>()
     const written = await writePart(c.env.BUCKET, ticket, partNumber, body, digest);
     if (written.digestMatched === false) {
       // RFC 9530 §2: the digest covers the content; a mismatch means the part is not what was sent.
-      throw new ApiError(400, "digest_mismatch", "The part does not match its Content-Digest; it was not recorded", { partNumber });
+      throw new ApiError(400, "digest_mismatch", "The part does not match its Content-Digest; it was not recorded", {
+        partNumber,
+      });
     }
     const part = unwrap(
       await session.recordPart(userId, { partNumber, size: ticket.expectedSize, etag: written.etag }, requestMeta(c)),

@@ -13,7 +13,14 @@ describe("admin and rate limits through wrangler dev", () => {
   });
   const admin = () => ({ Authorization: `Bearer ${server.adminToken}`, "Content-Type": "application/json" });
   const create = async (token: string, size: number) =>
-    (await server.fetch("/v1/uploads", { method: "POST", token, headers: { "Content-Type": "application/json" }, body: JSON.stringify({ filename: "f", size }) })).status;
+    (
+      await server.fetch("/v1/uploads", {
+        method: "POST",
+        token,
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ filename: "f", size }),
+      })
+    ).status;
 
   it("guards admin routes with the admin token only", async () => {
     expect((await server.fetch("/v1/admin/settings")).status).toBe(401);
@@ -27,15 +34,31 @@ describe("admin and rate limits through wrangler dev", () => {
     const vip = await server.token("e2e-vip");
     expect(await create(token, 5000)).toBe(201);
     const current = (await (await server.fetch("/v1/admin/settings", { headers: admin() })).json()) as any;
-    const put = await server.fetch("/v1/admin/settings", { method: "PUT", headers: { ...admin(), "If-Match": `"${current.version}"` }, body: JSON.stringify({ maxFileSizeBytes: 4000 }) });
+    const put = await server.fetch("/v1/admin/settings", {
+      method: "PUT",
+      headers: { ...admin(), "If-Match": `"${current.version}"` },
+      body: JSON.stringify({ maxFileSizeBytes: 4000 }),
+    });
     expect(put.status).toBe(200);
-    const stale = await server.fetch("/v1/admin/settings", { method: "PUT", headers: { ...admin(), "If-Match": `"${current.version}"` }, body: JSON.stringify({ maxFileSizeBytes: 3000 }) });
+    const stale = await server.fetch("/v1/admin/settings", {
+      method: "PUT",
+      headers: { ...admin(), "If-Match": `"${current.version}"` },
+      body: JSON.stringify({ maxFileSizeBytes: 3000 }),
+    });
     expect(stale.status).toBe(412);
     expect(await create(token, 5000)).toBe(413);
-    await server.fetch("/v1/admin/users/e2e-vip", { method: "PUT", headers: admin(), body: JSON.stringify({ maxFileSizeBytes: 8000 }) });
+    await server.fetch("/v1/admin/users/e2e-vip", {
+      method: "PUT",
+      headers: admin(),
+      body: JSON.stringify({ maxFileSizeBytes: 8000 }),
+    });
     expect(await create(vip, 5000)).toBe(201);
     const now = (await (await server.fetch("/v1/admin/settings", { headers: admin() })).json()) as any;
-    const reset = await server.fetch("/v1/admin/settings", { method: "PUT", headers: { ...admin(), "If-Match": `"${now.version}"` }, body: JSON.stringify({ maxFileSizeBytes: null }) });
+    const reset = await server.fetch("/v1/admin/settings", {
+      method: "PUT",
+      headers: { ...admin(), "If-Match": `"${now.version}"` },
+      body: JSON.stringify({ maxFileSizeBytes: null }),
+    });
     expect(reset.status).toBe(200);
     expect(await create(token, 5000)).toBe(201);
   });

@@ -29,18 +29,31 @@ describe("files end to end", () => {
     ).json()) as any;
     const { uploadId, partSize } = created;
     for (let n = 1; n <= created.partCount; n++) {
-      const res = await server.fetch(`/v1/uploads/${uploadId}/parts/${n}`, { method: "PUT", token, body: bytes.subarray((n - 1) * partSize, n * partSize) });
+      const res = await server.fetch(`/v1/uploads/${uploadId}/parts/${n}`, {
+        method: "PUT",
+        token,
+        body: bytes.subarray((n - 1) * partSize, n * partSize),
+      });
       expect(res.status).toBe(200);
     }
-    const { file } = (await (await server.fetch(`/v1/uploads/${uploadId}/complete`, { method: "POST", token })).json()) as any;
+    const { file } = (await (
+      await server.fetch(`/v1/uploads/${uploadId}/complete`, { method: "POST", token })
+    ).json()) as any;
 
     const whole = await server.fetch(`/v1/files/${file.id}/content`, { token });
     expect(whole.status).toBe(200);
     expect(whole.headers.get("content-length")).toBe(String(bytes.length));
     expect(whole.headers.get("content-disposition")).toContain("filename*=UTF-8''r%C3%A9sum%C3%A9%202026.pdf");
-    expect(createHash("sha256").update(Buffer.from(await whole.arrayBuffer())).digest("hex")).toBe(createHash("sha256").update(bytes).digest("hex"));
+    expect(
+      createHash("sha256")
+        .update(Buffer.from(await whole.arrayBuffer()))
+        .digest("hex"),
+    ).toBe(createHash("sha256").update(bytes).digest("hex"));
 
-    const ranged = await server.fetch(`/v1/files/${file.id}/content`, { token, headers: { Range: "bytes=8388600-8388615" } });
+    const ranged = await server.fetch(`/v1/files/${file.id}/content`, {
+      token,
+      headers: { Range: "bytes=8388600-8388615" },
+    });
     expect(ranged.status).toBe(206);
     expect(ranged.headers.get("content-range")).toBe(`bytes 8388600-8388615/${bytes.length}`);
     expect(Buffer.from(await ranged.arrayBuffer()).equals(bytes.subarray(8388600, 8388616))).toBe(true);
@@ -69,14 +82,23 @@ describe("files end to end", () => {
     let events: any[] = [];
     for (let i = 0; i < 50; i++) {
       events = ((await (await server.fetch("/v1/audit?limit=100", { token })).json()) as any).events;
-      if (events.some((e) => e.action === "file.delete") && events.some((e) => e.action === "file.link_download")) break;
+      if (events.some((e) => e.action === "file.delete") && events.some((e) => e.action === "file.link_download"))
+        break;
       await sleep(200);
     }
     const successful = (action: string) => events.filter((e) => e.action === action && e.success);
     expect(successful("upload.create")).toHaveLength(1);
-    expect(successful("upload.part").map((e) => e.bytesTransferred).sort((a, b) => a - b)).toEqual([MiB + 17, 8 * MiB]);
+    expect(
+      successful("upload.part")
+        .map((e) => e.bytesTransferred)
+        .sort((a, b) => a - b),
+    ).toEqual([MiB + 17, 8 * MiB]);
     expect(successful("upload.complete")[0].bytesTransferred).toBe(bytes.length);
-    expect(successful("file.download").map((e) => e.bytesTransferred).sort((a, b) => a - b)).toEqual([16, bytes.length]);
+    expect(
+      successful("file.download")
+        .map((e) => e.bytesTransferred)
+        .sort((a, b) => a - b),
+    ).toEqual([16, bytes.length]);
     expect(successful("file.link")).toHaveLength(1);
     expect(successful("file.link_download").map((e) => e.bytesTransferred)).toEqual([100]);
     expect(successful("file.delete").map((e) => e.bytesTransferred)).toEqual([bytes.length]);

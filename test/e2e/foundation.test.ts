@@ -18,7 +18,9 @@ describe("foundation through wrangler dev", () => {
   });
 
   it("applied the migrations to local D1", async () => {
-    const tables = (await server.d1("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map((r) => r.name);
+    const tables = (await server.d1("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")).map(
+      (r) => r.name,
+    );
     expect(tables).toEqual(expect.arrayContaining(["files", "multipart_uploads", "file_access_logs", "user_quotas"]));
   });
 

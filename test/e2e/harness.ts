@@ -43,7 +43,9 @@ async function freePort(): Promise<number> {
     server.on("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolvePort(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolvePort(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -60,7 +62,11 @@ export interface CommandResult {
  * takes: meanwhile the server closed the idle keep-alive sockets in undici's pool, and the next request
  * went out on a socket the frozen loop had never seen close ("other side closed"). Never block here.
  */
-export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<CommandResult> {
+export function run(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): Promise<CommandResult> {
   return new Promise((resolveRun) => {
     execFile(
       command,
@@ -92,10 +98,14 @@ export async function startDevServer(options: StartOptions = {}): Promise<DevSer
   const vars = { AUTH_SECRET: authSecret, ADMIN_TOKEN: adminToken, ...options.vars };
   const args = [
     "dev",
-    "--ip", "127.0.0.1",
-    "--port", String(port),
-    "--inspector-port", String(inspectorPort),
-    "--persist-to", persistDir,
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--inspector-port",
+    String(inspectorPort),
+    "--persist-to",
+    persistDir,
     "--show-interactive-dev-session=false",
     ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
   ];
@@ -146,7 +156,17 @@ export async function startDevServer(options: StartOptions = {}): Promise<DevSer
       // The running server holds the same SQLite file; a write in progress answers SQLITE_BUSY: retry.
       for (let attempt = 1; ; attempt++) {
         try {
-          const out = await runWrangler(["d1", "execute", "DB", "--local", "--persist-to", persistDir, "--json", "--command", sql]);
+          const out = await runWrangler([
+            "d1",
+            "execute",
+            "DB",
+            "--local",
+            "--persist-to",
+            persistDir,
+            "--json",
+            "--command",
+            sql,
+          ]);
           const parsed = JSON.parse(out) as { results: Record<string, unknown>[] }[];
           return parsed[0]?.results ?? [];
         } catch (err) {

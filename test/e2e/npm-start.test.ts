@@ -41,8 +41,25 @@ describe("npm start", () => {
     let log = "";
     child = spawn(
       "npm",
-      ["start", "--", "--port", String(port), "--inspector-port", String(inspector), "--persist-to", persist, "--var", "UPLOAD_TTL_SECONDS:5", "--show-interactive-dev-session=false"],
-      { cwd: ROOT, env: { ...process.env, CI: "true", NO_COLOR: "1" }, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+      [
+        "start",
+        "--",
+        "--port",
+        String(port),
+        "--inspector-port",
+        String(inspector),
+        "--persist-to",
+        persist,
+        "--var",
+        "UPLOAD_TTL_SECONDS:5",
+        "--show-interactive-dev-session=false",
+      ],
+      {
+        cwd: ROOT,
+        env: { ...process.env, CI: "true", NO_COLOR: "1" },
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
     );
     child.stdout!.on("data", (d) => (log += d));
     child.stderr!.on("data", (d) => (log += d));

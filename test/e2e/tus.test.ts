@@ -9,7 +9,6 @@ import { eventually, startDevServer, type DevServer } from "./harness.ts";
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 interface Done {
   upload: Upload;
   /** The Upload-File-Location of the last response. */
@@ -19,7 +18,12 @@ interface Done {
 }
 
 /** Runs one tus-js-client upload to its end. */
-function tusUpload(server: DevServer, token: string, input: Buffer | Readable, options: Partial<UploadOptions> = {}): Promise<Done> {
+function tusUpload(
+  server: DevServer,
+  token: string,
+  input: Buffer | Readable,
+  options: Partial<UploadOptions> = {},
+): Promise<Done> {
   const requests: Done["requests"] = [];
   return new Promise((resolve, reject) => {
     const upload = new Upload(input, {
@@ -32,7 +36,8 @@ function tusUpload(server: DevServer, token: string, input: Buffer | Readable, o
       },
       onSuccess: ({ lastResponse }) => {
         const fileLocation = lastResponse.getHeader("Upload-File-Location");
-        if (!fileLocation) reject(new Error(`no Upload-File-Location on the last response (${lastResponse.getStatus()})`));
+        if (!fileLocation)
+          reject(new Error(`no Upload-File-Location on the last response (${lastResponse.getStatus()})`));
         else resolve({ upload, fileLocation, requests });
       },
       onError: reject,
@@ -64,7 +69,9 @@ describe("tus-js-client through wrangler dev", () => {
 
   it("uploads an empty file and a 1-byte file", async () => {
     const token = await server.token("e2e-tus-small");
-    const empty = await tusUpload(server, token, Buffer.alloc(0), { metadata: { filename: "empty.txt", filetype: "text/plain" } });
+    const empty = await tusUpload(server, token, Buffer.alloc(0), {
+      metadata: { filename: "empty.txt", filetype: "text/plain" },
+    });
     expect(empty.requests.map((r) => r.method)).toEqual(["POST"]);
     expect((await download(server, token, empty.fileLocation)).length).toBe(0);
     const meta = (await (await server.fetch(empty.fileLocation, { token })).json()) as any;
@@ -95,23 +102,48 @@ describe("tus-js-client through wrangler dev", () => {
     const token = await server.token("e2e-tus-big");
     const bytes = randomBytes(100 * MiB);
     const started = performance.now();
-    const done = await tusUpload(server, token, bytes, { chunkSize: 7 * MiB, metadata: { filename: "big.bin", filetype: "application/octet-stream" } });
+    const done = await tusUpload(server, token, bytes, {
+      chunkSize: 7 * MiB,
+      metadata: { filename: "big.bin", filetype: "application/octet-stream" },
+    });
     const seconds = (performance.now() - started) / 1000;
-    console.log(JSON.stringify({ measured: "tus 100 MiB upload", seconds: Number(seconds.toFixed(2)), mibPerSecond: Number((100 / seconds).toFixed(1)) }));
+    console.log(
+      JSON.stringify({
+        measured: "tus 100 MiB upload",
+        seconds: Number(seconds.toFixed(2)),
+        mibPerSecond: Number((100 / seconds).toFixed(1)),
+      }),
+    );
     expect(done.requests.filter((r) => r.method === "PATCH")).toHaveLength(15);
     expect(done.requests.every((r) => r.status < 300)).toBe(true);
     const stored = await download(server, token, done.fileLocation);
     expect(stored.length).toBe(bytes.length);
     expect(stored.equals(bytes)).toBe(true);
     const uploadId = done.upload.url!.split("/").pop();
-    const row = await eventually(async () => (await server.d1(`SELECT * FROM multipart_uploads WHERE upload_id = '${uploadId}' AND status = 'completed'`))[0]);
-    expect(row).toMatchObject({ protocol: "tus", total_size: bytes.length, part_size: 8 * MiB, parts_uploaded: 13, bytes_received: bytes.length });
+    const row = await eventually(
+      async () =>
+        (
+          await server.d1(`SELECT * FROM multipart_uploads WHERE upload_id = '${uploadId}' AND status = 'completed'`)
+        )[0],
+    );
+    expect(row).toMatchObject({
+      protocol: "tus",
+      total_size: bytes.length,
+      part_size: 8 * MiB,
+      parts_uploaded: 13,
+      bytes_received: bytes.length,
+    });
   });
 
   it("resumes an upload aborted half-way, from its stored URL, with a new client", async () => {
     const token = await server.token("e2e-tus-resume");
     const bytes = randomBytes(40 * MiB);
-    const options = { endpoint: `${server.url}/v1/tus`, headers: { Authorization: `Bearer ${token}` }, chunkSize: 7 * MiB, retryDelays: [] };
+    const options = {
+      endpoint: `${server.url}/v1/tus`,
+      headers: { Authorization: `Bearer ${token}` },
+      chunkSize: 7 * MiB,
+      retryDelays: [],
+    };
     // The first client stops in the middle of a PATCH once 20 MiB have gone out.
     const first = new Upload(bytes, options);
     await new Promise<void>((resolve, reject) => {
@@ -129,7 +161,10 @@ describe("tus-js-client through wrangler dev", () => {
     const url = first.url!;
     expect(url).toMatch(/\/v1\/tus\/[0-9a-f-]{36}$/);
     await sleep(500);
-    const head = await fetch(url, { method: "HEAD", headers: { Authorization: `Bearer ${token}`, "Tus-Resumable": "1.0.0" } });
+    const head = await fetch(url, {
+      method: "HEAD",
+      headers: { Authorization: `Bearer ${token}`, "Tus-Resumable": "1.0.0" },
+    });
     const offset = Number(head.headers.get("Upload-Offset"));
     expect(offset).toBeGreaterThanOrEqual(14 * MiB);
     expect(offset).toBeLessThan(bytes.length);
@@ -147,8 +182,14 @@ describe("tus-js-client through wrangler dev", () => {
   it("uploads a stream of unknown length (Upload-Defer-Length)", async () => {
     const token = await server.token("e2e-tus-deferred");
     const bytes = randomBytes(12 * MiB + 3);
-    const pieces = Array.from({ length: Math.ceil(bytes.length / (64 * 1024)) }, (_, i) => bytes.subarray(i * 64 * 1024, (i + 1) * 64 * 1024));
-    const done = await tusUpload(server, token, Readable.from(pieces, { objectMode: false }), { uploadLengthDeferred: true, chunkSize: 5 * MiB, metadata: { filename: "stream.bin" } });
+    const pieces = Array.from({ length: Math.ceil(bytes.length / (64 * 1024)) }, (_, i) =>
+      bytes.subarray(i * 64 * 1024, (i + 1) * 64 * 1024),
+    );
+    const done = await tusUpload(server, token, Readable.from(pieces, { objectMode: false }), {
+      uploadLengthDeferred: true,
+      chunkSize: 5 * MiB,
+      metadata: { filename: "stream.bin" },
+    });
     const posted = done.requests[0];
     expect(posted).toMatchObject({ method: "POST", status: 201 });
     expect((await download(server, token, done.fileLocation)).equals(bytes)).toBe(true);
@@ -177,8 +218,13 @@ describe("tus-js-client through wrangler dev", () => {
       });
       expect(res.status).toBe(200);
     }
-    const completed = (await (await server.fetch(`/v1/uploads/${created.uploadId}/complete`, { method: "POST", token: native })).json()) as any;
-    const tus = await tusUpload(server, viaTus, bytes, { chunkSize: 7 * MiB, metadata: { filename: "same.bin", filetype: "application/octet-stream" } });
+    const completed = (await (
+      await server.fetch(`/v1/uploads/${created.uploadId}/complete`, { method: "POST", token: native })
+    ).json()) as any;
+    const tus = await tusUpload(server, viaTus, bytes, {
+      chunkSize: 7 * MiB,
+      metadata: { filename: "same.bin", filetype: "application/octet-stream" },
+    });
     const tusUploadId = tus.upload.url!.split("/").pop()!;
     const tusFileId = tus.fileLocation.split("/").pop()!;
 
@@ -186,18 +232,50 @@ describe("tus-js-client through wrangler dev", () => {
     expect(await usage(viaTus)).toEqual(await usage(native));
 
     const rows = async (userId: string, uploadId: string, fileId: string) => {
-      const upload = await eventually(async () => (await server.d1(`SELECT * FROM multipart_uploads WHERE upload_id = '${uploadId}' AND status = 'completed'`))[0]);
+      const upload = await eventually(
+        async () =>
+          (
+            await server.d1(`SELECT * FROM multipart_uploads WHERE upload_id = '${uploadId}' AND status = 'completed'`)
+          )[0],
+      );
       const file = await eventually(async () => (await server.d1(`SELECT * FROM files WHERE id = '${fileId}'`))[0]);
-      const quota = await eventually(async () => (await server.d1(`SELECT * FROM user_quotas WHERE user_id = '${userId}' AND used_bytes = ${bytes.length}`))[0]);
+      const quota = await eventually(
+        async () =>
+          (
+            await server.d1(`SELECT * FROM user_quotas WHERE user_id = '${userId}' AND used_bytes = ${bytes.length}`)
+          )[0],
+      );
       const audit = await eventually(async () => {
-        const found = await server.d1(`SELECT action, success, bytes_transferred FROM file_access_logs WHERE upload_id = '${uploadId}' ORDER BY action, bytes_transferred`);
+        const found = await server.d1(
+          `SELECT action, success, bytes_transferred FROM file_access_logs WHERE upload_id = '${uploadId}' ORDER BY action, bytes_transferred`,
+        );
         return found.some((r) => r.action === "upload.complete") ? found : null;
       });
-      const pick = (row: Record<string, unknown> | undefined, keys: string[]) => Object.fromEntries(keys.map((k) => [k, row?.[k]]));
+      const pick = (row: Record<string, unknown> | undefined, keys: string[]) =>
+        Object.fromEntries(keys.map((k) => [k, row?.[k]]));
       return {
-        upload: pick(upload, ["user_id", "filename", "mime_type", "total_size", "part_size", "parts_uploaded", "bytes_received", "status"]),
+        upload: pick(upload, [
+          "user_id",
+          "filename",
+          "mime_type",
+          "total_size",
+          "part_size",
+          "parts_uploaded",
+          "bytes_received",
+          "status",
+        ]),
         protocol: upload?.protocol,
-        file: pick(file, ["user_id", "upload_id", "filename", "mime_type", "file_size", "checksum", "metadata", "status", "deleted_at"]),
+        file: pick(file, [
+          "user_id",
+          "upload_id",
+          "filename",
+          "mime_type",
+          "file_size",
+          "checksum",
+          "metadata",
+          "status",
+          "deleted_at",
+        ]),
         quota: pick(quota, ["user_id", "limit_bytes", "used_bytes", "reserved_bytes", "file_count", "active_uploads"]),
         audit,
       };
@@ -214,10 +292,21 @@ describe("tus-js-client through wrangler dev", () => {
       quota: { ...r.quota, user_id: undefined },
     });
     expect(anonymous(b)).toEqual(anonymous(a));
-    expect(a.upload).toMatchObject({ total_size: bytes.length, parts_uploaded: 3, bytes_received: bytes.length, status: "completed" });
+    expect(a.upload).toMatchObject({
+      total_size: bytes.length,
+      parts_uploaded: 3,
+      bytes_received: bytes.length,
+      status: "completed",
+    });
     expect(a.file).toMatchObject({ file_size: bytes.length, status: "active" });
     expect(a.quota).toMatchObject({ used_bytes: bytes.length, reserved_bytes: 0, file_count: 1, active_uploads: 0 });
-    expect(a.audit?.map((r) => r.action)).toEqual(["upload.complete", "upload.create", "upload.part", "upload.part", "upload.part"]);
+    expect(a.audit?.map((r) => r.action)).toEqual([
+      "upload.complete",
+      "upload.create",
+      "upload.part",
+      "upload.part",
+      "upload.part",
+    ]);
     expect((await download(server, viaTus, tus.fileLocation)).equals(bytes)).toBe(true);
   });
 });

@@ -6,7 +6,6 @@ import { eventually, startDevServer, type DevServer } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 
-
 /** Sends `sent` bytes of a body that declares `declared` bytes, then drops the connection. */
 function cutOffPart(server: DevServer, path: string, token: string, bytes: Buffer, sent: number): Promise<void> {
   return new Promise((resolve) => {
@@ -52,7 +51,12 @@ describe("resumable multipart upload through wrangler dev", () => {
         method: "POST",
         token,
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ filename: "big.bin", size: bytes.length, sha256, contentType: "application/octet-stream" }),
+        body: JSON.stringify({
+          filename: "big.bin",
+          size: bytes.length,
+          sha256,
+          contentType: "application/octet-stream",
+        }),
       }),
     );
     expect(created.status).toBe(201);
@@ -102,13 +106,40 @@ describe("resumable multipart upload through wrangler dev", () => {
     expect(after.body).toMatchObject({ usedBytes: bytes.length, reservedBytes: 0, fileCount: 1, activeUploads: 0 });
 
     // D1 converges to what the objects say.
-    const uploadRow = await eventually(async () => (await server.d1(`SELECT * FROM multipart_uploads WHERE upload_id = '${uploadId}' AND status = 'completed'`))[0]);
-    expect(uploadRow).toMatchObject({ file_id: fileId, user_id: "e2e-big", total_size: bytes.length, parts_uploaded: 8, bytes_received: bytes.length });
+    const uploadRow = await eventually(
+      async () =>
+        (
+          await server.d1(`SELECT * FROM multipart_uploads WHERE upload_id = '${uploadId}' AND status = 'completed'`)
+        )[0],
+    );
+    expect(uploadRow).toMatchObject({
+      file_id: fileId,
+      user_id: "e2e-big",
+      total_size: bytes.length,
+      parts_uploaded: 8,
+      bytes_received: bytes.length,
+    });
     const fileRow = await eventually(async () => (await server.d1(`SELECT * FROM files WHERE id = '${fileId}'`))[0]);
-    expect(fileRow).toMatchObject({ user_id: "e2e-big", file_size: bytes.length, checksum: sha256, status: "active", r2_key: `u/e2e-big/${fileId}` });
-    const quotaRow = await eventually(async () => (await server.d1(`SELECT * FROM user_quotas WHERE user_id = 'e2e-big' AND used_bytes = ${bytes.length}`))[0]);
-    expect(quotaRow).toMatchObject({ used_bytes: after.body.usedBytes, reserved_bytes: 0, file_count: 1, active_uploads: 0 });
-    const audit = await server.d1(`SELECT action, COUNT(*) AS n FROM file_access_logs WHERE upload_id = '${uploadId}' AND success = 1 GROUP BY action ORDER BY action`);
+    expect(fileRow).toMatchObject({
+      user_id: "e2e-big",
+      file_size: bytes.length,
+      checksum: sha256,
+      status: "active",
+      r2_key: `u/e2e-big/${fileId}`,
+    });
+    const quotaRow = await eventually(
+      async () =>
+        (await server.d1(`SELECT * FROM user_quotas WHERE user_id = 'e2e-big' AND used_bytes = ${bytes.length}`))[0],
+    );
+    expect(quotaRow).toMatchObject({
+      used_bytes: after.body.usedBytes,
+      reserved_bytes: 0,
+      file_count: 1,
+      active_uploads: 0,
+    });
+    const audit = await server.d1(
+      `SELECT action, COUNT(*) AS n FROM file_access_logs WHERE upload_id = '${uploadId}' AND success = 1 GROUP BY action ORDER BY action`,
+    );
     expect(audit).toEqual([
       { action: "upload.complete", n: 1 },
       { action: "upload.create", n: 1 },
@@ -165,7 +196,11 @@ describe("quota and expiry through wrangler dev", () => {
     expect(expired).toBe(true);
     const usage = (await (await server.fetch("/v1/usage", { token })).json()) as any;
     expect(usage).toMatchObject({ reservedBytes: 0, activeUploads: 0 });
-    const part = await server.fetch(`/v1/uploads/${uploadId}/parts/1`, { method: "PUT", token, body: randomBytes(1000) });
+    const part = await server.fetch(`/v1/uploads/${uploadId}/parts/1`, {
+      method: "PUT",
+      token,
+      body: randomBytes(1000),
+    });
     expect(part.status).toBe(410);
     expect(((await part.json()) as any).error.code).toBe("upload_expired");
   });

@@ -77,7 +77,12 @@ describe("admin auth matrix", () => {
       it("answers 403 for a valid user token, and changes nothing", async () => {
         const before = await rowCount();
         const init = route.init ? await route.init() : {};
-        const res = await callJson(route.path, { method: route.method, headers: init.headers, json: init.json, token: userToken });
+        const res = await callJson(route.path, {
+          method: route.method,
+          headers: init.headers,
+          json: init.json,
+          token: userToken,
+        });
         expect(res.status).toBe(403);
         expect(res.body.error.code).toBe("forbidden");
         expect(await rowCount()).toBe(before);
@@ -135,7 +140,11 @@ describe("admin auth details", () => {
     const { createApp } = await import("../../src/app");
     const broken = { ...env, ADMIN_TOKEN: "" } as unknown as Env;
     for (const auth of ["Bearer ", "Bearer x", undefined]) {
-      const res = await createApp().request("/v1/admin/stats", { headers: auth ? { Authorization: auth } : {} }, broken);
+      const res = await createApp().request(
+        "/v1/admin/stats",
+        { headers: auth ? { Authorization: auth } : {} },
+        broken,
+      );
       expect(res.status).toBe(500);
       expect(((await res.json()) as any).error.code).toBe("internal_error");
     }

@@ -19,8 +19,7 @@ interface Row {
   rolled_back_to: number | null;
 }
 
-const rows = async () =>
-  (await env.DB.prepare("SELECT * FROM settings_versions ORDER BY version").all<Row>()).results;
+const rows = async () => (await env.DB.prepare("SELECT * FROM settings_versions ORDER BY version").all<Row>()).results;
 const latestVersion = async () =>
   (await env.DB.prepare("SELECT COALESCE(MAX(version), 0) AS v FROM settings_versions").first<{ v: number }>())!.v;
 
@@ -107,7 +106,10 @@ describe("settings lifecycle", () => {
 
   it("accepts a bare version in If-Match and records X-Admin-Actor; normalizes lists", async () => {
     const res = await put(
-      { allowedContentTypes: [" Image/* ", "application/pdf", "image/*"], corsOrigins: ["HTTPS://App.Example", "http://localhost:5173"] },
+      {
+        allowedContentTypes: [" Image/* ", "application/pdf", "image/*"],
+        corsOrigins: ["HTTPS://App.Example", "http://localhost:5173"],
+      },
       { "If-Match": "1", "X-Admin-Actor": "ops@example.com" },
     );
     expect(res.status).toBe(200);
@@ -172,7 +174,10 @@ describe("settings lifecycle", () => {
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect(res.body.error.code).toBe("invalid_request");
       expect(Array.isArray(res.body.error.details), JSON.stringify(body)).toBe(true);
-      expect(res.body.error.details.map((d: { path: string }) => d.path), JSON.stringify(body)).toContain(path);
+      expect(
+        res.body.error.details.map((d: { path: string }) => d.path),
+        JSON.stringify(body),
+      ).toContain(path);
     }
     const notJson = await callJson("/v1/admin/settings", {
       method: "PUT",
@@ -229,7 +234,9 @@ describe("settings lifecycle", () => {
     expect(first.body.versions.map((i: { version: number }) => i.version)).toEqual([4, 3]);
     expect(first.body.versions[1].diff).toEqual([{ key: "uploadTtlSeconds", from: 86_400, to: 3600 }]);
     expect(first.body.nextCursor).toBe("3");
-    const second = await callJson(`/v1/admin/settings/history?limit=2&cursor=${first.body.nextCursor}`, { headers: admin() });
+    const second = await callJson(`/v1/admin/settings/history?limit=2&cursor=${first.body.nextCursor}`, {
+      headers: admin(),
+    });
     expect(second.body.versions.map((i: { version: number }) => i.version)).toEqual([2, 1]);
     expect(second.body.nextCursor).toBeNull();
     expect(second.body.versions[1].diff).toEqual([
@@ -274,7 +281,10 @@ describe("settings lifecycle", () => {
   });
 
   it("honours If-Match on rollback and 404s unknown versions", async () => {
-    const stale = await callJson("/v1/admin/settings/rollback/2", { method: "POST", headers: admin({ "If-Match": '"4"' }) });
+    const stale = await callJson("/v1/admin/settings/rollback/2", {
+      method: "POST",
+      headers: admin({ "If-Match": '"4"' }),
+    });
     expect(stale.status).toBe(412);
     expect(stale.body.error.details).toEqual({ currentVersion: 5 });
     for (const version of ["99", "0"]) {
@@ -286,7 +296,10 @@ describe("settings lifecycle", () => {
     expect(bad.status).toBe(400);
     expect(await latestVersion()).toBe(5);
 
-    const ok = await callJson("/v1/admin/settings/rollback/2", { method: "POST", headers: admin({ "If-Match": '"5"' }) });
+    const ok = await callJson("/v1/admin/settings/rollback/2", {
+      method: "POST",
+      headers: admin({ "If-Match": '"5"' }),
+    });
     expect(ok.status).toBe(200);
     expect(ok.body.version).toBe(6);
     expect(ok.body.overrides).toEqual({
@@ -336,7 +349,10 @@ describe("settings lifecycle", () => {
     const touching = await send({ partSizeBytes: 6 * MiB });
     expect(touching.status).toBe(400);
     expect(touching.body.error.details).toEqual([
-      { path: "bytesPerMinute", message: `must be at least partSizeBytes (${6 * MiB}): a part larger than the byte budget never passes` },
+      {
+        path: "bytesPerMinute",
+        message: `must be at least partSizeBytes (${6 * MiB}): a part larger than the byte budget never passes`,
+      },
     ]);
     expect(await rows()).toEqual(before);
     expect((await send({ partSizeBytes: 6 * MiB, bytesPerMinute: 6 * MiB })).status).toBe(200);
@@ -345,7 +361,13 @@ describe("settings lifecycle", () => {
   it("appends at most one version per expected version, even when the writers race in D1", async () => {
     const version = await latestVersion();
     const write = (n: number) =>
-      appendVersion(env.DB, { expectedVersion: version, overrides: { maxActiveUploads: n }, changedBy: "race", changedAt: Date.now(), kind: "update" });
+      appendVersion(env.DB, {
+        expectedVersion: version,
+        overrides: { maxActiveUploads: n },
+        changedBy: "race",
+        changedAt: Date.now(),
+        kind: "update",
+      });
     // Both statements are sent before either has finished; the guard inside the INSERT decides.
     const results = await Promise.all([write(33), write(34)]);
     expect(results.filter((r) => r === version + 1)).toHaveLength(1);
@@ -370,10 +392,12 @@ describe("settings lifecycle", () => {
   });
 
   it("refuses to rewrite or delete history, even from SQL", async () => {
-    await expect(env.DB.prepare("UPDATE settings_versions SET changed_by = 'x' WHERE version = 1").run()).rejects.toThrow(
+    await expect(
+      env.DB.prepare("UPDATE settings_versions SET changed_by = 'x' WHERE version = 1").run(),
+    ).rejects.toThrow(/append-only/);
+    await expect(env.DB.prepare("DELETE FROM settings_versions WHERE version = 1").run()).rejects.toThrow(
       /append-only/,
     );
-    await expect(env.DB.prepare("DELETE FROM settings_versions WHERE version = 1").run()).rejects.toThrow(/append-only/);
     await expect(
       env.DB.prepare(
         "INSERT INTO settings_versions (version, settings, changed_by, changed_at, kind) VALUES (100, '{}', 'x', 0, 'update')",

@@ -44,7 +44,13 @@ function insertUpload(id: string, user: string, status: string, now: number): D1
   ).bind(id, `file-${id}`, user, `${user}/${id}`, status, now, now, now + 24 * HOUR);
 }
 
-function insertFile(id: string, user: string, size: number, status: "active" | "deleted", now: number): D1PreparedStatement {
+function insertFile(
+  id: string,
+  user: string,
+  size: number,
+  status: "active" | "deleted",
+  now: number,
+): D1PreparedStatement {
   return env.DB.prepare(
     `INSERT INTO files (id, user_id, filename, r2_key, mime_type, file_size, status, created_at, updated_at)
      VALUES (?, ?, 'f.bin', ?, 'application/octet-stream', ?, ?, ?, ?)`,
@@ -62,10 +68,26 @@ const NOW = Date.now();
 const TIE = NOW - 3 * HOUR;
 
 const LOGS: LogSeed[] = [
-  { id: "p1", user: "alice", action: "upload.part", success: true, bytes: 1000, at: NOW - 1 * HOUR, metadata: '{"part":1}' },
+  {
+    id: "p1",
+    user: "alice",
+    action: "upload.part",
+    success: true,
+    bytes: 1000,
+    at: NOW - 1 * HOUR,
+    metadata: '{"part":1}',
+  },
   { id: "p2", user: "bob", action: "upload.part", success: true, bytes: 2500, at: NOW - 23 * HOUR },
   { id: "p3", user: "bob", action: "upload.part", success: true, bytes: 7777, at: NOW - 25 * HOUR },
-  { id: "p4", user: "alice", action: "upload.part", success: false, bytes: 300, code: "quota_exceeded", at: NOW - 2 * HOUR },
+  {
+    id: "p4",
+    user: "alice",
+    action: "upload.part",
+    success: false,
+    bytes: 300,
+    code: "quota_exceeded",
+    at: NOW - 2 * HOUR,
+  },
   { id: "d1", user: "alice", action: "file.download", success: true, bytes: 5000, at: NOW - 1 * HOUR + 1 },
   { id: "r1", user: "bob", action: "upload.create", success: false, code: "rate_limited", at: NOW - 10 * 60_000 },
   { id: "r2", user: "carol", action: "upload.create", success: false, code: "rate_limited", at: NOW - 20 * 60_000 },
@@ -163,7 +185,9 @@ describe("GET /v1/admin/audit", () => {
   });
 
   it("filters by user, action and since (ISO date-time, date or epoch ms)", async () => {
-    expect(ids((await get("/v1/admin/audit?userId=carol")).body)).toEqual(ordered(LOGS.filter((l) => l.user === "carol")));
+    expect(ids((await get("/v1/admin/audit?userId=carol")).body)).toEqual(
+      ordered(LOGS.filter((l) => l.user === "carol")),
+    );
     expect(ids((await get("/v1/admin/audit?action=upload.part")).body)).toEqual(
       ordered(LOGS.filter((l) => l.action === "upload.part")),
     );

@@ -7,20 +7,27 @@ const admin = { Authorization: `Bearer ${env.ADMIN_TOKEN}` };
 
 async function putSettings(patch: Record<string, unknown>) {
   const current = await callJson("/v1/admin/settings", { headers: admin });
-  const res = await callJson("/v1/admin/settings", { method: "PUT", headers: { ...admin, "If-Match": `"${current.body.version}"` }, json: patch });
+  const res = await callJson("/v1/admin/settings", {
+    method: "PUT",
+    headers: { ...admin, "If-Match": `"${current.body.version}"` },
+    json: patch,
+  });
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   clearSettingsCache();
   return res;
 }
 
-const create = (token: string, json: Record<string, unknown>) => callJson("/v1/uploads", { method: "POST", token, json });
+const create = (token: string, json: Record<string, unknown>) =>
+  callJson("/v1/uploads", { method: "POST", token, json });
 
 describe("admin user routes", () => {
   it("require the admin token: missing 401, wrong 403, user token 403", async () => {
     for (const method of ["GET", "PUT"]) {
       const init = { method, json: method === "PUT" ? { quotaBytes: 1 } : undefined };
       expect((await callJson("/v1/admin/users/someone", init)).status).toBe(401);
-      expect((await callJson("/v1/admin/users/someone", { ...init, headers: { Authorization: "Bearer wrong" } })).status).toBe(403);
+      expect(
+        (await callJson("/v1/admin/users/someone", { ...init, headers: { Authorization: "Bearer wrong" } })).status,
+      ).toBe(403);
       const userToken = await tokenFor("someone");
       const asUser = await callJson("/v1/admin/users/someone", { ...init, token: userToken });
       expect(asUser.status).toBe(403);
@@ -37,17 +44,28 @@ describe("admin user routes", () => {
     const open = await create(token, { filename: "open", size: 99 });
     const view = await callJson("/v1/admin/users/inspected", { headers: admin });
     expect(view.body.usage).toMatchObject({ usedBytes: 1234, reservedBytes: 99, fileCount: 1, activeUploads: 1 });
-    expect(view.body.limits).toMatchObject({ quotaBytes: 10 * 1024 ** 3, maxActiveUploads: 100, requestsPerSecond: 50, burst: 100 });
+    expect(view.body.limits).toMatchObject({
+      quotaBytes: 10 * 1024 ** 3,
+      maxActiveUploads: 100,
+      requestsPerSecond: 50,
+      burst: 100,
+    });
     expect(view.body.activeUploads.map((u: any) => u.uploadId)).toEqual([open.body.uploadId]);
     expect(Array.isArray(view.body.recentAudit)).toBe(true);
     expect((await callJson("/v1/admin/users/bad user", { headers: admin })).status).toBe(400);
   });
 
   it("validates overrides and writes nothing when one is invalid", async () => {
-    const res = await callJson("/v1/admin/users/validated", { method: "PUT", headers: admin, json: { quotaBytes: -1, burst: 5 } });
+    const res = await callJson("/v1/admin/users/validated", {
+      method: "PUT",
+      headers: admin,
+      json: { quotaBytes: -1, burst: 5 },
+    });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe("invalid_request");
-    expect((await callJson("/v1/admin/users/validated", { method: "PUT", headers: admin, json: { surprise: 1 } })).status).toBe(400);
+    expect(
+      (await callJson("/v1/admin/users/validated", { method: "PUT", headers: admin, json: { surprise: 1 } })).status,
+    ).toBe(400);
     expect((await callJson("/v1/admin/users/validated", { headers: admin })).body.overrides).toEqual({});
   });
 
@@ -59,13 +77,24 @@ describe("admin user routes", () => {
     expect(res.body.usage).toMatchObject({ usedBytes: 3000, limitBytes: 1000 });
     const refused = await create(token, { filename: "more", size: 1 });
     expect(refused.status).toBe(413);
-    expect(refused.body.error).toMatchObject({ code: "quota_exceeded", details: { usedBytes: 3000, limitBytes: 1000 } });
+    expect(refused.body.error).toMatchObject({
+      code: "quota_exceeded",
+      details: { usedBytes: 3000, limitBytes: 1000 },
+    });
     const stillThere = await call(`/v1/files/${completed.body.file.id}/content`, { token });
     expect(stillThere.status).toBe(200);
     expect((await stillThere.arrayBuffer()).byteLength).toBe(3000);
-    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 3000, limitBytes: 1000, fileCount: 1 });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({
+      usedBytes: 3000,
+      limitBytes: 1000,
+      fileCount: 1,
+    });
     // null removes the override: the service quota applies again.
-    const restored = await callJson("/v1/admin/users/shrunk", { method: "PUT", headers: admin, json: { quotaBytes: null } });
+    const restored = await callJson("/v1/admin/users/shrunk", {
+      method: "PUT",
+      headers: admin,
+      json: { quotaBytes: null },
+    });
     expect(restored.body.overrides).toEqual({});
     expect((await create(token, { filename: "more", size: 1 })).status).toBe(201);
   });
@@ -85,7 +114,11 @@ describe("settings take effect on the next request, and per-user overrides beat 
     expect(wrongType.status).toBe(415);
     expect((await create(plain, { filename: "a", size: 10, contentType: "image/png" })).status).toBe(201);
 
-    const override = await callJson("/v1/admin/users/vip-user", { method: "PUT", headers: admin, json: { maxFileSizeBytes: 10_000, allowedContentTypes: ["*/*"] } });
+    const override = await callJson("/v1/admin/users/vip-user", {
+      method: "PUT",
+      headers: admin,
+      json: { maxFileSizeBytes: 10_000, allowedContentTypes: ["*/*"] },
+    });
     expect(override.body.limits).toMatchObject({ maxFileSizeBytes: 10_000, allowedContentTypes: ["*/*"] });
     expect((await create(vip, { filename: "a", size: 5000, contentType: "text/plain" })).status).toBe(201);
     expect((await create(plain, { filename: "a", size: 5000, contentType: "image/png" })).status).toBe(413);
@@ -95,7 +128,11 @@ describe("settings take effect on the next request, and per-user overrides beat 
   });
 
   it("a per-user rate limit override applies to that user only", async () => {
-    await callJson("/v1/admin/users/throttled", { method: "PUT", headers: admin, json: { requestsPerSecond: 1, burst: 1 } });
+    await callJson("/v1/admin/users/throttled", {
+      method: "PUT",
+      headers: admin,
+      json: { requestsPerSecond: 1, burst: 1 },
+    });
     const token = await tokenFor("throttled");
     expect((await callJson("/v1/usage", { token })).status).toBe(200);
     const second = await callJson("/v1/usage", { token });
@@ -110,14 +147,20 @@ describe("settings take effect on the next request, and per-user overrides beat 
 describe("POST /v1/admin/users/:userId/tokens", () => {
   it("mints a short-lived user token that works on the user's routes, audited before it is returned", async () => {
     const before = Date.now();
-    const res = await callJson("/v1/admin/users/migrated-owner/tokens", { method: "POST", headers: admin, json: { ttlSeconds: 120 } });
+    const res = await callJson("/v1/admin/users/migrated-owner/tokens", {
+      method: "POST",
+      headers: admin,
+      json: { ttlSeconds: 120 },
+    });
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     const expiresAt = Date.parse(res.body.expiresAt);
     expect(expiresAt).toBeGreaterThanOrEqual(before + 119_000);
     expect(expiresAt).toBeLessThanOrEqual(Date.now() + 121_000);
     const usage = await callJson("/v1/usage", { token: res.body.token });
     expect(usage.status).toBe(200);
-    const rows = await env.DB.prepare("SELECT * FROM file_access_logs WHERE user_id = ? AND action = 'user.token_issue'")
+    const rows = await env.DB.prepare(
+      "SELECT * FROM file_access_logs WHERE user_id = ? AND action = 'user.token_issue'",
+    )
       .bind("migrated-owner")
       .all<Record<string, unknown>>();
     expect(rows.results).toHaveLength(1);

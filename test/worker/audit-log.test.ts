@@ -103,7 +103,10 @@ describe("GET /v1/audit", () => {
 
     // New events arrive: a newer one (never shows on later pages) and one tied with the cursor's timestamp
     // whose id sorts after the cursor (shows exactly once, where it belongs).
-    await seedEvents(user, [{ id: "z", timestamp: t + 10 }, { id: "c0", timestamp: t + 1 }]);
+    await seedEvents(user, [
+      { id: "z", timestamp: t + 10 },
+      { id: "c0", timestamp: t + 1 },
+    ]);
 
     const ids: string[] = [];
     let cursor: string | null = first.body.nextCursor;
@@ -137,13 +140,18 @@ describe("GET /v1/audit", () => {
     expect(none.body).toEqual({ events: [], nextCursor: null });
   });
 
-  it.each(["file.*", "FILE.READ", "file.read ", "delete", "file"])("refuses action=%j with 400 invalid_request", async (action) => {
-    const res = await callJson(`/v1/audit?action=${encodeURIComponent(action)}`, { token: await tokenFor("audit-bad-action") });
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe("invalid_request");
-    expect(res.body.error.details[0].path).toBe("action");
-    expect(res.body.error.details[0].message).toContain("file.link_download");
-  });
+  it.each(["file.*", "FILE.READ", "file.read ", "delete", "file"])(
+    "refuses action=%j with 400 invalid_request",
+    async (action) => {
+      const res = await callJson(`/v1/audit?action=${encodeURIComponent(action)}`, {
+        token: await tokenFor("audit-bad-action"),
+      });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe("invalid_request");
+      expect(res.body.error.details[0].path).toBe("action");
+      expect(res.body.error.details[0].message).toContain("file.link_download");
+    },
+  );
 
   it("refuses bad limits and cursors, including a files cursor", async () => {
     const user = "audit-bad-input";
@@ -166,14 +174,22 @@ describe("GET /v1/audit", () => {
     const user = "audit-live";
     const token = await tokenFor(user);
     const missing = crypto.randomUUID();
-    expect((await callJson(`/v1/files/${missing}`, { token, headers: { "User-Agent": "live-test" } })).status).toBe(404);
+    expect((await callJson(`/v1/files/${missing}`, { token, headers: { "User-Agent": "live-test" } })).status).toBe(
+      404,
+    );
     let events: any[] = [];
     for (let i = 0; i < 60 && events.length === 0; i++) {
       events = (await callJson("/v1/audit?action=file.read", { token })).body.events;
       if (events.length === 0) await new Promise((r) => setTimeout(r, 50));
     }
     expect(events).toHaveLength(1);
-    expect(events[0]).toMatchObject({ action: "file.read", success: false, fileId: missing, errorCode: "not_found", userAgent: "live-test" });
+    expect(events[0]).toMatchObject({
+      action: "file.read",
+      success: false,
+      fileId: missing,
+      errorCode: "not_found",
+      userAgent: "live-test",
+    });
     expect(Date.parse(events[0].timestamp)).toBeGreaterThan(Date.now() - 60_000);
   });
 

@@ -49,12 +49,17 @@ describe("reading a file made by an upload", () => {
     expect(whole.status).toBe(200);
     expect(whole.headers.get("ETag")).toBe(`"${file.etag}"`);
     expect(whole.headers.get("Content-Type")).toBe("video/mp4");
-    expect(whole.headers.get("Content-Disposition")).toBe(`attachment; filename="vid_o.mp4"; filename*=UTF-8''vid%C3%A9o.mp4`);
+    expect(whole.headers.get("Content-Disposition")).toBe(
+      `attachment; filename="vid_o.mp4"; filename*=UTF-8''vid%C3%A9o.mp4`,
+    );
     expect(await sha256Hex(new Uint8Array(await whole.arrayBuffer()))).toBe(sha256);
 
     // A range straddling the boundary between two uploaded parts.
     const start = created.partSize - 10;
-    const part = await call(`/v1/files/${fileId}/content`, { token, headers: { Range: `bytes=${start}-${start + 19}` } });
+    const part = await call(`/v1/files/${fileId}/content`, {
+      token,
+      headers: { Range: `bytes=${start}-${start + 19}` },
+    });
     expect(part.status).toBe(206);
     expect(new Uint8Array(await part.arrayBuffer())).toEqual(bytes.slice(start, start + 20));
 

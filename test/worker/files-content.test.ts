@@ -4,12 +4,9 @@ import { auditRows, call, callJson, randomBytes, seedFile, tokenFor, type Seeded
 
 // Storage is shared by every test of this file, so each test uses its own user ids.
 
-
-
 async function bytesOf(res: Response): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer());
 }
-
 
 describe("GET /v1/files/:id/content", () => {
   it("streams the whole file with every representation header", async () => {
@@ -42,7 +39,10 @@ describe("GET /v1/files/:id/content", () => {
     expect(await digest(got)).toEqual(await digest(body));
 
     const start = 2 * 1024 * 1024 - 5;
-    const part = await call(`/v1/files/${file.id}/content`, { token, headers: { Range: `bytes=${start}-${start + 99_999}` } });
+    const part = await call(`/v1/files/${file.id}/content`, {
+      token,
+      headers: { Range: `bytes=${start}-${start + 99_999}` },
+    });
     expect(part.status).toBe(206);
     expect(part.headers.get("Content-Range")).toBe(`bytes ${start}-${start + 99_999}/${body.byteLength}`);
     expect(await bytesOf(part)).toEqual(body.slice(start, start + 100_000));
@@ -94,14 +94,17 @@ describe("GET /v1/files/:id/content", () => {
       expect(await bytesOf(res)).toEqual(file.bytes.slice(start, end + 1));
     });
 
-    it.each(["bytes=1000-", "bytes=1000-1000", "bytes=5000-6000", "bytes=-0"])("%s → 416 with bytes */1000", async (range) => {
-      const res = await call(`/v1/files/${file.id}/content`, { token, headers: { Range: range } });
-      expect(res.status).toBe(416);
-      expect(res.headers.get("Content-Range")).toBe("bytes */1000");
-      const body = (await res.json()) as any;
-      expect(body.error.code).toBe("range_not_satisfiable");
-      expect(body.error.details).toEqual({ size: 1000 });
-    });
+    it.each(["bytes=1000-", "bytes=1000-1000", "bytes=5000-6000", "bytes=-0"])(
+      "%s → 416 with bytes */1000",
+      async (range) => {
+        const res = await call(`/v1/files/${file.id}/content`, { token, headers: { Range: range } });
+        expect(res.status).toBe(416);
+        expect(res.headers.get("Content-Range")).toBe("bytes */1000");
+        const body = (await res.json()) as any;
+        expect(body.error.code).toBe("range_not_satisfiable");
+        expect(body.error.details).toEqual({ size: 1000 });
+      },
+    );
 
     it.each([
       "bytes=abc",
@@ -125,7 +128,11 @@ describe("GET /v1/files/:id/content", () => {
     });
 
     it("ignores Range on HEAD (RFC 9110 §14.2: GET is the only method with range handling)", async () => {
-      const res = await call(`/v1/files/${file.id}/content`, { method: "HEAD", token, headers: { Range: "bytes=0-9" } });
+      const res = await call(`/v1/files/${file.id}/content`, {
+        method: "HEAD",
+        token,
+        headers: { Range: "bytes=0-9" },
+      });
       expect(res.status).toBe(200);
       expect(res.headers.get("Content-Length")).toBe("1000");
       expect(res.headers.get("Content-Range")).toBeNull();
@@ -143,51 +150,188 @@ describe("GET /v1/files/:id/content", () => {
     const hourBefore = (date: string) => new Date(Date.parse(date) - 3_600_000).toUTCString();
     const hourAfter = (date: string) => new Date(Date.parse(date) + 3_600_000).toUTCString();
 
-    type Case = { why: string; headers: (f: SeededFile) => Record<string, string>; method?: string; status: number; body?: "whole" | "range" };
+    type Case = {
+      why: string;
+      headers: (f: SeededFile) => Record<string, string>;
+      method?: string;
+      status: number;
+      body?: "whole" | "range";
+    };
     const cases: Case[] = [
       // If-None-Match (weak comparison) → 304
       { why: "If-None-Match with the current tag", headers: (f) => ({ "If-None-Match": `"${f.etag}"` }), status: 304 },
-      { why: "If-None-Match with the tag marked weak", headers: (f) => ({ "If-None-Match": `W/"${f.etag}"` }), status: 304 },
-      { why: "If-None-Match list containing the tag", headers: (f) => ({ "If-None-Match": `"nope", "${f.etag}"` }), status: 304 },
+      {
+        why: "If-None-Match with the tag marked weak",
+        headers: (f) => ({ "If-None-Match": `W/"${f.etag}"` }),
+        status: 304,
+      },
+      {
+        why: "If-None-Match list containing the tag",
+        headers: (f) => ({ "If-None-Match": `"nope", "${f.etag}"` }),
+        status: 304,
+      },
       { why: "If-None-Match: *", headers: () => ({ "If-None-Match": "*" }), status: 304 },
-      { why: "If-None-Match on HEAD", headers: (f) => ({ "If-None-Match": `"${f.etag}"` }), method: "HEAD", status: 304 },
-      { why: "If-None-Match with another tag", headers: () => ({ "If-None-Match": '"other"' }), status: 200, body: "whole" },
+      {
+        why: "If-None-Match on HEAD",
+        headers: (f) => ({ "If-None-Match": `"${f.etag}"` }),
+        method: "HEAD",
+        status: 304,
+      },
+      {
+        why: "If-None-Match with another tag",
+        headers: () => ({ "If-None-Match": '"other"' }),
+        status: 200,
+        body: "whole",
+      },
       // If-Modified-Since → 304
-      { why: "If-Modified-Since = Last-Modified", headers: (f) => ({ "If-Modified-Since": f.lastModified }), status: 304 },
-      { why: "If-Modified-Since later than Last-Modified", headers: (f) => ({ "If-Modified-Since": hourAfter(f.lastModified) }), status: 304 },
-      { why: "If-Modified-Since earlier", headers: (f) => ({ "If-Modified-Since": hourBefore(f.lastModified) }), status: 200, body: "whole" },
-      { why: "If-Modified-Since that is not an HTTP-date is ignored", headers: () => ({ "If-Modified-Since": "yesterday" }), status: 200, body: "whole" },
-      { why: "If-Modified-Since on HEAD", headers: (f) => ({ "If-Modified-Since": f.lastModified }), method: "HEAD", status: 304 },
+      {
+        why: "If-Modified-Since = Last-Modified",
+        headers: (f) => ({ "If-Modified-Since": f.lastModified }),
+        status: 304,
+      },
+      {
+        why: "If-Modified-Since later than Last-Modified",
+        headers: (f) => ({ "If-Modified-Since": hourAfter(f.lastModified) }),
+        status: 304,
+      },
+      {
+        why: "If-Modified-Since earlier",
+        headers: (f) => ({ "If-Modified-Since": hourBefore(f.lastModified) }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "If-Modified-Since that is not an HTTP-date is ignored",
+        headers: () => ({ "If-Modified-Since": "yesterday" }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "If-Modified-Since on HEAD",
+        headers: (f) => ({ "If-Modified-Since": f.lastModified }),
+        method: "HEAD",
+        status: 304,
+      },
       // If-Match (strong comparison) → 412
-      { why: "If-Match with the current tag", headers: (f) => ({ "If-Match": `"${f.etag}"` }), status: 200, body: "whole" },
+      {
+        why: "If-Match with the current tag",
+        headers: (f) => ({ "If-Match": `"${f.etag}"` }),
+        status: 200,
+        body: "whole",
+      },
       { why: "If-Match: *", headers: () => ({ "If-Match": "*" }), status: 200, body: "whole" },
       { why: "If-Match with another tag", headers: () => ({ "If-Match": '"other"' }), status: 412 },
-      { why: "If-Match with the tag marked weak (strong comparison)", headers: (f) => ({ "If-Match": `W/"${f.etag}"` }), status: 412 },
+      {
+        why: "If-Match with the tag marked weak (strong comparison)",
+        headers: (f) => ({ "If-Match": `W/"${f.etag}"` }),
+        status: 412,
+      },
       { why: "If-Match that is not an entity-tag", headers: (f) => ({ "If-Match": f.etag }), status: 412 },
       // If-Unmodified-Since → 412
-      { why: "If-Unmodified-Since = Last-Modified", headers: (f) => ({ "If-Unmodified-Since": f.lastModified }), status: 200, body: "whole" },
-      { why: "If-Unmodified-Since earlier", headers: (f) => ({ "If-Unmodified-Since": hourBefore(f.lastModified) }), status: 412 },
-      { why: "If-Unmodified-Since that is not an HTTP-date is ignored", headers: () => ({ "If-Unmodified-Since": "soon" }), status: 200, body: "whole" },
+      {
+        why: "If-Unmodified-Since = Last-Modified",
+        headers: (f) => ({ "If-Unmodified-Since": f.lastModified }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "If-Unmodified-Since earlier",
+        headers: (f) => ({ "If-Unmodified-Since": hourBefore(f.lastModified) }),
+        status: 412,
+      },
+      {
+        why: "If-Unmodified-Since that is not an HTTP-date is ignored",
+        headers: () => ({ "If-Unmodified-Since": "soon" }),
+        status: 200,
+        body: "whole",
+      },
       // Precedence (§13.2.2)
-      { why: "failing If-Match beats a matching If-None-Match", headers: (f) => ({ "If-Match": '"other"', "If-None-Match": `"${f.etag}"` }), status: 412 },
-      { why: "If-Unmodified-Since is ignored when If-Match is present", headers: (f) => ({ "If-Match": `"${f.etag}"`, "If-Unmodified-Since": hourBefore(f.lastModified) }), status: 200, body: "whole" },
-      { why: "If-Modified-Since is ignored when If-None-Match is present", headers: (f) => ({ "If-None-Match": '"other"', "If-Modified-Since": f.lastModified }), status: 200, body: "whole" },
+      {
+        why: "failing If-Match beats a matching If-None-Match",
+        headers: (f) => ({ "If-Match": '"other"', "If-None-Match": `"${f.etag}"` }),
+        status: 412,
+      },
+      {
+        why: "If-Unmodified-Since is ignored when If-Match is present",
+        headers: (f) => ({ "If-Match": `"${f.etag}"`, "If-Unmodified-Since": hourBefore(f.lastModified) }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "If-Modified-Since is ignored when If-None-Match is present",
+        headers: (f) => ({ "If-None-Match": '"other"', "If-Modified-Since": f.lastModified }),
+        status: 200,
+        body: "whole",
+      },
       { why: "304 beats Range", headers: (f) => ({ "If-None-Match": `"${f.etag}"`, Range: "bytes=0-9" }), status: 304 },
-      { why: "412 beats an unsatisfiable Range", headers: (f) => ({ "If-Unmodified-Since": hourBefore(f.lastModified), Range: "bytes=5000-" }), status: 412 },
-      { why: "passing If-Match then Range → 206", headers: (f) => ({ "If-Match": `"${f.etag}"`, Range: "bytes=0-9" }), status: 206, body: "range" },
+      {
+        why: "412 beats an unsatisfiable Range",
+        headers: (f) => ({ "If-Unmodified-Since": hourBefore(f.lastModified), Range: "bytes=5000-" }),
+        status: 412,
+      },
+      {
+        why: "passing If-Match then Range → 206",
+        headers: (f) => ({ "If-Match": `"${f.etag}"`, Range: "bytes=0-9" }),
+        status: 206,
+        body: "range",
+      },
       // If-Range (§13.1.5)
-      { why: "If-Range with the current tag", headers: (f) => ({ "If-Range": `"${f.etag}"`, Range: "bytes=0-9" }), status: 206, body: "range" },
-      { why: "If-Range with another tag", headers: () => ({ "If-Range": '"other"', Range: "bytes=0-9" }), status: 200, body: "whole" },
-      { why: "If-Range with a weak tag", headers: (f) => ({ "If-Range": `W/"${f.etag}"`, Range: "bytes=0-9" }), status: 200, body: "whole" },
-      { why: "If-Range with Last-Modified", headers: (f) => ({ "If-Range": f.lastModified, Range: "bytes=0-9" }), status: 206, body: "range" },
-      { why: "If-Range with an older date", headers: (f) => ({ "If-Range": hourBefore(f.lastModified), Range: "bytes=0-9" }), status: 200, body: "whole" },
-      { why: "If-Range with a later date (not an exact match)", headers: (f) => ({ "If-Range": hourAfter(f.lastModified), Range: "bytes=0-9" }), status: 200, body: "whole" },
-      { why: "failed If-Range ignores even an unsatisfiable Range", headers: () => ({ "If-Range": '"other"', Range: "bytes=5000-" }), status: 200, body: "whole" },
-      { why: "If-Range without Range is ignored", headers: () => ({ "If-Range": '"other"' }), status: 200, body: "whole" },
+      {
+        why: "If-Range with the current tag",
+        headers: (f) => ({ "If-Range": `"${f.etag}"`, Range: "bytes=0-9" }),
+        status: 206,
+        body: "range",
+      },
+      {
+        why: "If-Range with another tag",
+        headers: () => ({ "If-Range": '"other"', Range: "bytes=0-9" }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "If-Range with a weak tag",
+        headers: (f) => ({ "If-Range": `W/"${f.etag}"`, Range: "bytes=0-9" }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "If-Range with Last-Modified",
+        headers: (f) => ({ "If-Range": f.lastModified, Range: "bytes=0-9" }),
+        status: 206,
+        body: "range",
+      },
+      {
+        why: "If-Range with an older date",
+        headers: (f) => ({ "If-Range": hourBefore(f.lastModified), Range: "bytes=0-9" }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "If-Range with a later date (not an exact match)",
+        headers: (f) => ({ "If-Range": hourAfter(f.lastModified), Range: "bytes=0-9" }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "failed If-Range ignores even an unsatisfiable Range",
+        headers: () => ({ "If-Range": '"other"', Range: "bytes=5000-" }),
+        status: 200,
+        body: "whole",
+      },
+      {
+        why: "If-Range without Range is ignored",
+        headers: () => ({ "If-Range": '"other"' }),
+        status: 200,
+        body: "whole",
+      },
     ];
 
     it.each(cases)("$why → $status", async ({ headers, method, status, body }) => {
-      const res = await call(`/v1/files/${file.id}/content`, { token, method: method ?? "GET", headers: headers(file) });
+      const res = await call(`/v1/files/${file.id}/content`, {
+        token,
+        method: method ?? "GET",
+        headers: headers(file),
+      });
       expect(res.status).toBe(status);
       if (status === 304) {
         expect(res.headers.get("ETag")).toBe(`"${file.etag}"`);
@@ -263,12 +407,21 @@ describe("GET /v1/files/:id/content", () => {
 
     it.each([
       { filename: "plain name.txt", expected: 'attachment; filename="plain name.txt"' },
-      { filename: "naïve résumé.pdf", expected: `attachment; filename="na_ve r_sum_.pdf"; filename*=UTF-8''na%C3%AFve%20r%C3%A9sum%C3%A9.pdf` },
-      { filename: "日本語.txt", expected: `attachment; filename="___.txt"; filename*=UTF-8''%E6%97%A5%E6%9C%AC%E8%AA%9E.txt` },
-      { filename: "100%25 done.txt", expected: `attachment; filename="100_25 done.txt"; filename*=UTF-8''100%2525%20done.txt` },
+      {
+        filename: "naïve résumé.pdf",
+        expected: `attachment; filename="na_ve r_sum_.pdf"; filename*=UTF-8''na%C3%AFve%20r%C3%A9sum%C3%A9.pdf`,
+      },
+      {
+        filename: "日本語.txt",
+        expected: `attachment; filename="___.txt"; filename*=UTF-8''%E6%97%A5%E6%9C%AC%E8%AA%9E.txt`,
+      },
+      {
+        filename: "100%25 done.txt",
+        expected: `attachment; filename="100_25 done.txt"; filename*=UTF-8''100%2525%20done.txt`,
+      },
       { filename: 'say "hi" \\ bye.txt', expected: 'attachment; filename="say hi  bye.txt"' },
       { filename: "it's (1).txt", expected: `attachment; filename="it's (1).txt"` },
-      { filename: "\"\r\n", expected: 'attachment; filename="download"' },
+      { filename: '"\r\n', expected: 'attachment; filename="download"' },
     ])("$filename", async ({ filename, expected }) => {
       const file = await seedFile(user, { filename });
       const res = await call(`/v1/files/${file.id}/content`, { method: "HEAD", token: await tokenFor(user) });
@@ -311,7 +464,9 @@ describe("GET /v1/files/:id/content", () => {
       const denied = await auditRows(intruder, "file_id = ? AND action = 'file.download'", file.id);
       expect(denied.length).toBeGreaterThanOrEqual(1);
       expect(denied[0]).toMatchObject({ success: 0, error_code: "not_found", file_id: file.id, bytes_transferred: 0 });
-      const ownerRows = await env.DB.prepare("SELECT COUNT(*) AS n FROM file_access_logs WHERE user_id = ?").bind(owner).first<{ n: number }>();
+      const ownerRows = await env.DB.prepare("SELECT COUNT(*) AS n FROM file_access_logs WHERE user_id = ?")
+        .bind(owner)
+        .first<{ n: number }>();
       expect(ownerRows?.n).toBe(0);
     });
 
@@ -336,7 +491,9 @@ describe("GET /v1/files/:id/content", () => {
       const anonymous = await callJson(`/v1/files/${file.id}/content`);
       expect(anonymous.status).toBe(401);
       expect(anonymous.body.error.code).toBe("unauthorized");
-      const badId = await callJson(`/v1/files/${encodeURIComponent("no spaces!")}/content`, { token: await tokenFor(user) });
+      const badId = await callJson(`/v1/files/${encodeURIComponent("no spaces!")}/content`, {
+        token: await tokenFor(user),
+      });
       expect(badId.status).toBe(400);
       expect(badId.body.error.code).toBe("invalid_request");
       expect(badId.body.error.details[0].path).toBe("id");
@@ -361,7 +518,12 @@ describe("GET /v1/files/:id/content", () => {
       if (rows.length < 5) await new Promise((r) => setTimeout(r, 50));
     }
     const summary = rows
-      .map((r) => ({ success: r.success, bytes: r.bytes_transferred, error: r.error_code, meta: r.metadata ? JSON.parse(r.metadata) : null }))
+      .map((r) => ({
+        success: r.success,
+        bytes: r.bytes_transferred,
+        error: r.error_code,
+        meta: r.metadata ? JSON.parse(r.metadata) : null,
+      }))
       .sort((a, b) => (a.meta?.status ?? 999) - (b.meta?.status ?? 999) || a.bytes - b.bytes);
     expect(summary).toEqual([
       { success: 1, bytes: 0, error: null, meta: { method: "HEAD", status: 200 } },

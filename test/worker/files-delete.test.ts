@@ -15,7 +15,11 @@ describe("DELETE /v1/files/:id", () => {
 
     const res = await call(`/v1/files/${fileId}`, { method: "DELETE", token });
     expect(res.status).toBe(204);
-    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 3000, fileCount: 1, reservedBytes: 0 });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({
+      usedBytes: 3000,
+      fileCount: 1,
+      reservedBytes: 0,
+    });
     expect(await env.BUCKET.head(`u/deleter/${fileId}`)).toBeNull();
     const row = await env.DB.prepare("SELECT status, deleted_at FROM files WHERE id = ?").bind(fileId).first<any>();
     expect(row.status).toBe("deleted");
@@ -30,7 +34,11 @@ describe("DELETE /v1/files/:id", () => {
     expect(again.body.error.code).toBe("not_found");
     expect((await callJson("/v1/usage", { token })).body.usedBytes).toBe(3000);
 
-    const audit = await env.DB.prepare("SELECT success, bytes_transferred FROM file_access_logs WHERE file_id = ? AND action = 'file.delete' AND success = 1").bind(fileId).all();
+    const audit = await env.DB.prepare(
+      "SELECT success, bytes_transferred FROM file_access_logs WHERE file_id = ? AND action = 'file.delete' AND success = 1",
+    )
+      .bind(fileId)
+      .all();
     expect(audit.results).toEqual([{ success: 1, bytes_transferred: 5000 }]);
   });
 
@@ -47,7 +55,13 @@ describe("DELETE /v1/files/:id", () => {
     let denied: any[] = [];
     for (let i = 0; i < 50 && denied.length === 0; i++) {
       await sleep(20);
-      denied = (await env.DB.prepare("SELECT user_id, error_code FROM file_access_logs WHERE file_id = ? AND action = 'file.delete' AND success = 0").bind(fileId).all()).results;
+      denied = (
+        await env.DB.prepare(
+          "SELECT user_id, error_code FROM file_access_logs WHERE file_id = ? AND action = 'file.delete' AND success = 0",
+        )
+          .bind(fileId)
+          .all()
+      ).results;
     }
     expect(denied).toEqual([{ user_id: "burglar", error_code: "not_found" }]);
   });

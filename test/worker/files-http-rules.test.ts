@@ -94,14 +94,18 @@ describe("entity tags and preconditions", () => {
   it("truncates to whole seconds when comparing dates", () => {
     // Last-Modified is 08:49:37.400; the header says 08:49:37.
     expect(evaluatePreconditions("GET", h({ "If-Modified-Since": formatHttpDate(LAST_MODIFIED) }), v)).toBe(304);
-    expect(evaluatePreconditions("GET", h({ "If-Unmodified-Since": formatHttpDate(LAST_MODIFIED) }), v)).toBe("proceed");
+    expect(evaluatePreconditions("GET", h({ "If-Unmodified-Since": formatHttpDate(LAST_MODIFIED) }), v)).toBe(
+      "proceed",
+    );
   });
 
   it("answers a failed If-None-Match with 412 for methods other than GET and HEAD", () => {
     expect(evaluatePreconditions("GET", h({ "If-None-Match": '"abc-2"' }), v)).toBe(304);
     expect(evaluatePreconditions("DELETE", h({ "If-None-Match": '"abc-2"' }), v)).toBe(412);
     // If-Modified-Since only applies to GET and HEAD.
-    expect(evaluatePreconditions("DELETE", h({ "If-Modified-Since": formatHttpDate(LAST_MODIFIED) }), v)).toBe("proceed");
+    expect(evaluatePreconditions("DELETE", h({ "If-Modified-Since": formatHttpDate(LAST_MODIFIED) }), v)).toBe(
+      "proceed",
+    );
   });
 
   it("evaluates If-Range by strong tag or exact date", () => {
@@ -137,7 +141,9 @@ describe("Content-Disposition", () => {
   });
 
   it("percent-encodes everything outside attr-char in filename*", () => {
-    expect(contentDisposition("a'b(c)*é")).toBe(`attachment; filename="a'b(c)*_"; filename*=UTF-8''a%27b%28c%29%2A%C3%A9`);
+    expect(contentDisposition("a'b(c)*é")).toBe(
+      `attachment; filename="a'b(c)*_"; filename*=UTF-8''a%27b%28c%29%2A%C3%A9`,
+    );
     expect(contentDisposition("😀")).toBe(`attachment; filename="_"; filename*=UTF-8''%F0%9F%98%80`);
   });
 });
@@ -154,15 +160,30 @@ describe("link signatures", () => {
     expect(await verifyLink(env.AUTH_SECRET, { ...claims, userId: "bob" }, sig)).toBe(false);
     expect(await verifyLink(env.AUTH_SECRET, { ...claims, expiresAt: claims.expiresAt + 1 }, sig)).toBe(false);
     expect(await verifyLink(env.AUTH_SECRET, claims, `${sig}A`)).toBe(false);
-    expect(await verifyLink(env.AUTH_SECRET, claims, sig.replace(/^./, (c) => (c === "A" ? "B" : "A")))).toBe(false);
+    expect(
+      await verifyLink(
+        env.AUTH_SECRET,
+        claims,
+        sig.replace(/^./, (c) => (c === "A" ? "B" : "A")),
+      ),
+    ).toBe(false);
     expect(await verifyLink(env.AUTH_SECRET, claims, "not base64!")).toBe(false);
   });
 
   it("does not sign with the raw secret (the key is HKDF-derived)", async () => {
-    const raw = await crypto.subtle.importKey("raw", new TextEncoder().encode(env.AUTH_SECRET), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const raw = await crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(env.AUTH_SECRET),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
     const data = new TextEncoder().encode(["dl1", "GET", "f-1", "alice", "2000000000"].join("\n"));
     const rawSig = new Uint8Array(await crypto.subtle.sign("HMAC", raw, data));
-    const b64 = btoa(String.fromCharCode(...rawSig)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    const b64 = btoa(String.fromCharCode(...rawSig))
+      .replace(/\+/g, "-")
+      .replace(/\//g, "_")
+      .replace(/=+$/, "");
     expect(await signLink(env.AUTH_SECRET, claims)).not.toBe(b64);
   });
 });

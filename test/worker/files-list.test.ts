@@ -52,14 +52,16 @@ async function allPages(token: string, query: string): Promise<string[][]> {
   const pages: string[][] = [];
   let cursor: string | null = null;
   do {
-    const res: { status: number; body: any } = await callJson(`/v1/files?${query}${cursor ? `&cursor=${cursor}` : ""}`, { token });
+    const res: { status: number; body: any } = await callJson(
+      `/v1/files?${query}${cursor ? `&cursor=${cursor}` : ""}`,
+      { token },
+    );
     expect(res.status).toBe(200);
     pages.push(res.body.files.map((f: any) => f.id));
     cursor = res.body.nextCursor;
   } while (cursor);
   return pages;
 }
-
 
 describe("GET /v1/files", () => {
   it("lists the caller's live files newest first, in the public shape", async () => {
@@ -68,7 +70,14 @@ describe("GET /v1/files", () => {
     const sha = "a".repeat(64);
     const [older, newer] = await seed(user, [
       { filename: "old.txt", createdAt: t, size: 5, mimeType: "text/plain" },
-      { filename: "new.pdf", createdAt: t + 1000, size: 7, mimeType: "application/pdf", checksum: sha, metadata: '{"album":"trip"}' },
+      {
+        filename: "new.pdf",
+        createdAt: t + 1000,
+        size: 7,
+        mimeType: "application/pdf",
+        checksum: sha,
+        metadata: '{"album":"trip"}',
+      },
       { filename: "gone.txt", createdAt: t + 2000, status: "deleted" },
     ]);
     await seed("list-shape-other", [{ filename: "theirs.txt", createdAt: t + 3000 }]);
@@ -130,7 +139,10 @@ describe("GET /v1/files", () => {
     const user = "list-stable";
     const token = await tokenFor(user);
     const t = Date.now() - 60_000;
-    const ids = await seed(user, [0, 1, 2, 3, 4, 5].map((i) => ({ createdAt: t + i * 10 })));
+    const ids = await seed(
+      user,
+      [0, 1, 2, 3, 4, 5].map((i) => ({ createdAt: t + i * 10 })),
+    );
     const newestFirst = [...ids].reverse();
 
     const first = await callJson("/v1/files?limit=2", { token });
@@ -149,13 +161,22 @@ describe("GET /v1/files", () => {
 
     // A fresh listing sees everything, newest first.
     const fresh = await callJson("/v1/files?limit=1000", { token });
-    expect(fresh.body.files.map((f: any) => f.id)).toEqual([fresh2, fresh1, newestFirst[0], seenSlot, ...newestFirst.slice(1)]);
+    expect(fresh.body.files.map((f: any) => f.id)).toEqual([
+      fresh2,
+      fresh1,
+      newestFirst[0],
+      seenSlot,
+      ...newestFirst.slice(1),
+    ]);
   });
 
   it("defaults to 100 per page and accepts up to 1000", async () => {
     const user = "list-limit";
     const t = Date.UTC(2026, 2, 1);
-    await seed(user, Array.from({ length: 101 }, (_, i) => ({ createdAt: t + i })));
+    await seed(
+      user,
+      Array.from({ length: 101 }, (_, i) => ({ createdAt: t + i })),
+    );
     const token = await tokenFor(user);
     const byDefault = await callJson("/v1/files", { token });
     expect(byDefault.body.files).toHaveLength(100);
@@ -170,12 +191,17 @@ describe("GET /v1/files", () => {
     expect(rest.body.files[0].createdAt).toBe(new Date(t).toISOString());
   });
 
-  it.each(["0", "1001", "-1", "abc", "1.5", "1e2", " 5"])("refuses limit=%j with 400 invalid_request", async (limit) => {
-    const res = await callJson(`/v1/files?limit=${encodeURIComponent(limit)}`, { token: await tokenFor("list-bad-limit") });
-    expect(res.status).toBe(400);
-    expect(res.body.error.code).toBe("invalid_request");
-    expect(res.body.error.details[0].path).toBe("limit");
-  });
+  it.each(["0", "1001", "-1", "abc", "1.5", "1e2", " 5"])(
+    "refuses limit=%j with 400 invalid_request",
+    async (limit) => {
+      const res = await callJson(`/v1/files?limit=${encodeURIComponent(limit)}`, {
+        token: await tokenFor("list-bad-limit"),
+      });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe("invalid_request");
+      expect(res.body.error.details[0].path).toBe("limit");
+    },
+  );
 
   it("refuses a cursor it did not make", async () => {
     const token = await tokenFor("list-bad-cursor");
@@ -193,8 +219,22 @@ describe("GET /v1/files", () => {
   it("filters by filename prefix literally and case-sensitively", async () => {
     const user = "list-prefix";
     const t = Date.UTC(2026, 3, 1);
-    const names = ["report_2024.pdf", "report-2024.pdf", "reportX2024.pdf", "Report.pdf", "100%.txt", "100x.txt", "a\\b.txt", "ab.txt", "photos/2024/a.jpg", "photos/2025/b.jpg"];
-    await seed(user, names.map((filename, i) => ({ filename, createdAt: t + i })));
+    const names = [
+      "report_2024.pdf",
+      "report-2024.pdf",
+      "reportX2024.pdf",
+      "Report.pdf",
+      "100%.txt",
+      "100x.txt",
+      "a\\b.txt",
+      "ab.txt",
+      "photos/2024/a.jpg",
+      "photos/2025/b.jpg",
+    ];
+    await seed(
+      user,
+      names.map((filename, i) => ({ filename, createdAt: t + i })),
+    );
     const token = await tokenFor(user);
     const list = async (prefix: string) => {
       const res = await callJson(`/v1/files?prefix=${encodeURIComponent(prefix)}`, { token });
@@ -231,9 +271,20 @@ describe("GET /v1/files/:id", () => {
   it("returns one file and audits the read", async () => {
     const user = "meta-read";
     const [id] = await seed(user, [
-      { filename: "notes.md", createdAt: Date.UTC(2026, 4, 5, 6, 7, 8), size: 12345, mimeType: "text/markdown", checksum: "b".repeat(64), metadata: '{"a":"1","b":"two"}', etag: "e-3" },
+      {
+        filename: "notes.md",
+        createdAt: Date.UTC(2026, 4, 5, 6, 7, 8),
+        size: 12345,
+        mimeType: "text/markdown",
+        checksum: "b".repeat(64),
+        metadata: '{"a":"1","b":"two"}',
+        etag: "e-3",
+      },
     ]);
-    const res = await callJson(`/v1/files/${id}`, { token: await tokenFor(user), headers: { "User-Agent": "meta-test" } });
+    const res = await callJson(`/v1/files/${id}`, {
+      token: await tokenFor(user),
+      headers: { "User-Agent": "meta-test" },
+    });
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       id,
@@ -262,7 +313,9 @@ describe("GET /v1/files/:id", () => {
     const denied = await auditRows("meta-intruder", "file_id = ?", id);
     expect(denied).toHaveLength(1);
     expect(denied[0]).toMatchObject({ action: "file.read", success: 0, error_code: "not_found" });
-    const ownerRows = await env.DB.prepare("SELECT COUNT(*) AS n FROM file_access_logs WHERE user_id = 'meta-owner'").first<{ n: number }>();
+    const ownerRows = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM file_access_logs WHERE user_id = 'meta-owner'",
+    ).first<{ n: number }>();
     expect(ownerRows?.n).toBe(0);
   });
 

@@ -65,7 +65,13 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
 }
 
 /** Uploads one part with an exact Content-Length. */
-export function putPart(uploadId: string, n: number, bytes: Uint8Array, token: string, headers: Record<string, string> = {}) {
+export function putPart(
+  uploadId: string,
+  n: number,
+  bytes: Uint8Array,
+  token: string,
+  headers: Record<string, string> = {},
+) {
   return callJson(`/v1/uploads/${uploadId}/parts/${n}`, {
     method: "PUT",
     token,
@@ -76,7 +82,11 @@ export function putPart(uploadId: string, n: number, bytes: Uint8Array, token: s
 
 /** Creates an upload, sends every part and completes it; returns the create response and the file. */
 export async function uploadWhole(token: string, bytes: Uint8Array, extra: Record<string, unknown> = {}) {
-  const created = await callJson("/v1/uploads", { method: "POST", token, json: { filename: "f.bin", size: bytes.length, ...extra } });
+  const created = await callJson("/v1/uploads", {
+    method: "POST",
+    token,
+    json: { filename: "f.bin", size: bytes.length, ...extra },
+  });
   if (created.status !== 201) throw new Error(`create failed: ${JSON.stringify(created.body)}`);
   const { uploadId, partSize, partCount } = created.body;
   for (let n = 1; n <= partCount; n++) {
@@ -139,7 +149,18 @@ export async function seedFile(
                         status, deleted_at, created_at, updated_at, version)
      VALUES (?, ?, NULL, ?, ?, ?, ?, NULL, ?, NULL, ?, NULL, ?, ?, 1)`,
   )
-    .bind(id, userId, opts.filename ?? "data.bin", key, opts.mimeType ?? "application/octet-stream", object.size, object.etag, opts.status ?? "active", now, now)
+    .bind(
+      id,
+      userId,
+      opts.filename ?? "data.bin",
+      key,
+      opts.mimeType ?? "application/octet-stream",
+      object.size,
+      object.etag,
+      opts.status ?? "active",
+      now,
+      now,
+    )
     .run();
   return { id, key, etag: object.etag, size: object.size, lastModified: object.uploaded.toUTCString(), bytes };
 }
@@ -147,7 +168,9 @@ export async function seedFile(
 /** Polls D1 for a user's audit rows matching `where` (the Worker writes some after the response). */
 export async function auditRows(userId: string, where: string, ...binds: unknown[]): Promise<any[]> {
   for (let attempt = 0; attempt < 60; attempt++) {
-    const { results } = await env.DB.prepare(`SELECT * FROM file_access_logs WHERE user_id = ? AND ${where} ORDER BY timestamp`)
+    const { results } = await env.DB.prepare(
+      `SELECT * FROM file_access_logs WHERE user_id = ? AND ${where} ORDER BY timestamp`,
+    )
       .bind(userId, ...binds)
       .all();
     if (results.length > 0) return results;

@@ -5,11 +5,13 @@ import { auditRows, call, callJson, randomBytes, seedFile, tokenFor, type Seeded
 
 // Storage is shared by every test of this file, so each test uses its own user ids.
 
-
-
 /** Creates a link through the API; returns its URL as a path+query for `call`, and the raw response. */
 async function createLink(userId: string, fileId: string, expiresIn = 600) {
-  const res = await callJson(`/v1/files/${fileId}/links`, { method: "POST", token: await tokenFor(userId), json: { expiresIn } });
+  const res = await callJson(`/v1/files/${fileId}/links`, {
+    method: "POST",
+    token: await tokenFor(userId),
+    json: { expiresIn },
+  });
   expect(res.status).toBe(201);
   const url = new URL(res.body.url);
   return { res, url, path: `${url.pathname}${url.search}` };
@@ -30,9 +32,9 @@ function flipBit(signature: string, index: number): string {
   return signature.slice(0, i) + BASE64URL[BASE64URL.indexOf(signature[i]) ^ 1] + signature.slice(i + 1);
 }
 
-
 /** A 500-byte JPEG of the user's. */
-const seedPhoto = (userId: string, filename = "photo.jpg") => seedFile(userId, { body: randomBytes(500), filename, mimeType: "image/jpeg" });
+const seedPhoto = (userId: string, filename = "photo.jpg") =>
+  seedFile(userId, { body: randomBytes(500), filename, mimeType: "image/jpeg" });
 
 describe("POST /v1/files/:id/links", () => {
   it("creates an absolute, signed GET link and audits it", async () => {
@@ -68,7 +70,11 @@ describe("POST /v1/files/:id/links", () => {
   ])("refuses expiresIn $why with 400 invalid_request", async ({ body }) => {
     const user = "link-bad-ttl";
     const file = await seedPhoto(user);
-    const res = await callJson(`/v1/files/${file.id}/links`, { method: "POST", token: await tokenFor(user), json: body });
+    const res = await callJson(`/v1/files/${file.id}/links`, {
+      method: "POST",
+      token: await tokenFor(user),
+      json: body,
+    });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe("invalid_request");
     expect(Array.isArray(res.body.error.details)).toBe(true);
@@ -89,7 +95,11 @@ describe("POST /v1/files/:id/links", () => {
     const file = await seedPhoto("link-owner");
     const token = await tokenFor("link-intruder");
     const foreign = await callJson(`/v1/files/${file.id}/links`, { method: "POST", token, json: { expiresIn: 60 } });
-    const unknown = await callJson(`/v1/files/${crypto.randomUUID()}/links`, { method: "POST", token, json: { expiresIn: 60 } });
+    const unknown = await callJson(`/v1/files/${crypto.randomUUID()}/links`, {
+      method: "POST",
+      token,
+      json: { expiresIn: 60 },
+    });
     expect(foreign.status).toBe(404);
     expect(foreign.body).toEqual({ error: { code: "not_found", message: "File not found" } });
     expect(unknown.body).toEqual(foreign.body);
@@ -114,7 +124,15 @@ describe("GET|HEAD /v1/links/:id", () => {
     expect(viaLink.status).toBe(200);
     expect(new Uint8Array(await viaLink.arrayBuffer())).toEqual(file.bytes);
     await direct.arrayBuffer();
-    for (const name of ["ETag", "Last-Modified", "Content-Length", "Content-Type", "Accept-Ranges", "Content-Disposition", "Cache-Control"]) {
+    for (const name of [
+      "ETag",
+      "Last-Modified",
+      "Content-Length",
+      "Content-Type",
+      "Accept-Ranges",
+      "Content-Disposition",
+      "Cache-Control",
+    ]) {
       expect(viaLink.headers.get(name), name).toBe(direct.headers.get(name));
     }
     expect(viaLink.headers.get("ETag")).toBe(`"${file.etag}"`);
@@ -169,7 +187,11 @@ describe("GET|HEAD /v1/links/:id", () => {
       // The last character of 43 base64url characters carries 2 unused bits: a non-canonical spelling of
       // the same bytes must not verify either.
       "non-canonical signature": withParam(url, "signature", flipBit(signature, -1)),
-      "signature of another link": withParam(url, "signature", (await createLink(user, other.id)).url.searchParams.get("signature")!),
+      "signature of another link": withParam(
+        url,
+        "signature",
+        (await createLink(user, other.id)).url.searchParams.get("signature")!,
+      ),
       "truncated signature": withParam(url, "signature", signature.slice(0, -1)),
       "changed file id": `/v1/links/${other.id}${url.search}`,
       "changed owner": withParam(url, "owner", "someone-else"),
@@ -195,7 +217,12 @@ describe("GET|HEAD /v1/links/:id", () => {
     const user = "link-secret";
     const file = await seedPhoto(user);
     const forged = new URL(
-      await buildLinkUrl("https://uploads.test", "not-the-real-secret", { fileId: file.id, userId: user, expiresAt: Math.floor(Date.now() / 1000) + 600, scope: "GET" }),
+      await buildLinkUrl("https://uploads.test", "not-the-real-secret", {
+        fileId: file.id,
+        userId: user,
+        expiresAt: Math.floor(Date.now() / 1000) + 600,
+        scope: "GET",
+      }),
     );
     const res = await callJson(`${forged.pathname}${forged.search}`);
     expect(res.status).toBe(403);
@@ -206,10 +233,21 @@ describe("GET|HEAD /v1/links/:id", () => {
     const user = "link-expired";
     const file = await seedPhoto(user);
     const past = Math.floor(Date.now() / 1000) - 10;
-    const signed = new URL(await buildLinkUrl("https://uploads.test", env.AUTH_SECRET, { fileId: file.id, userId: user, expiresAt: past, scope: "GET" }));
+    const signed = new URL(
+      await buildLinkUrl("https://uploads.test", env.AUTH_SECRET, {
+        fileId: file.id,
+        userId: user,
+        expiresAt: past,
+        scope: "GET",
+      }),
+    );
     const res = await callJson(`${signed.pathname}${signed.search}`);
     expect(res.status).toBe(403);
-    expect(res.body.error).toEqual({ code: "link_expired", message: "This link has expired", details: { expiredAt: new Date(past * 1000).toISOString() } });
+    expect(res.body.error).toEqual({
+      code: "link_expired",
+      message: "This link has expired",
+      details: { expiredAt: new Date(past * 1000).toISOString() },
+    });
     const head = await call(`${signed.pathname}${signed.search}`, { method: "HEAD" });
     expect(head.status).toBe(403);
 
@@ -237,7 +275,9 @@ describe("GET|HEAD /v1/links/:id", () => {
     const { path: orphanPath } = await createLink(user, orphan.id);
     expect((await call(path, { method: "HEAD" })).status).toBe(200);
 
-    await env.DB.prepare("UPDATE files SET status = 'deleted', deleted_at = ? WHERE id = ?").bind(Date.now(), file.id).run();
+    await env.DB.prepare("UPDATE files SET status = 'deleted', deleted_at = ? WHERE id = ?")
+      .bind(Date.now(), file.id)
+      .run();
     const res = await callJson(path);
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe("not_found");
@@ -274,7 +314,12 @@ describe("GET|HEAD /v1/links/:id", () => {
       rows = await auditRows(user, "action = 'file.link_download' AND success = 1");
     }
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ file_id: file.id, bytes_transferred: 100, ip_address: "198.51.100.9", error_code: null });
+    expect(rows[0]).toMatchObject({
+      file_id: file.id,
+      bytes_transferred: 100,
+      ip_address: "198.51.100.9",
+      error_code: null,
+    });
     expect(JSON.parse(rows[0].metadata)).toMatchObject({ method: "GET", status: 206, range: "bytes 0-99/500" });
   });
 });

@@ -129,7 +129,13 @@ describe("gcra: cost larger than the burst", () => {
   it("can never pass, says so, and leaves the state alone", () => {
     const limit: RateLimit = { rate: 100, periodMs: 60_000, burst: 100 };
     const fresh = gcra(undefined, limit, 101, T0);
-    expect(fresh).toMatchObject({ allowed: false, exceedsBurst: true, retryAfterSeconds: null, remaining: 100, resetSeconds: 0 });
+    expect(fresh).toMatchObject({
+      allowed: false,
+      exceedsBurst: true,
+      retryAfterSeconds: null,
+      remaining: 100,
+      resetSeconds: 0,
+    });
     expect(fresh.state).toEqual({ tat: 0 });
     const { state } = burstAt(undefined, limit, 1, T0, 40);
     const later = gcra(state, limit, 101, T0 + 10 * 60_000);
@@ -180,7 +186,10 @@ describe("gcraAll", () => {
 
   it("advances every budget when all allow", () => {
     const { allowed, results } = gcraAll(
-      { requests: { state: undefined, limit: limits.requests, cost: 1 }, bytes: { state: undefined, limit: limits.bytes, cost: 600 } },
+      {
+        requests: { state: undefined, limit: limits.requests, cost: 1 },
+        bytes: { state: undefined, limit: limits.bytes, cost: 600 },
+      },
       T0,
     );
     expect(allowed).toBe(true);
@@ -192,7 +201,10 @@ describe("gcraAll", () => {
     const requestState = { tat: T0 + 100 };
     const bytesState = gcra(undefined, limits.bytes, 900, T0).state;
     const { allowed, results } = gcraAll(
-      { requests: { state: requestState, limit: limits.requests, cost: 1 }, bytes: { state: bytesState, limit: limits.bytes, cost: 600 } },
+      {
+        requests: { state: requestState, limit: limits.requests, cost: 1 },
+        bytes: { state: bytesState, limit: limits.bytes, cost: 600 },
+      },
       T0,
     );
     expect(allowed).toBe(false);

@@ -51,7 +51,13 @@ describe("upload bandwidth per user", () => {
     const created = await api("/v1/uploads", { method: "POST", token, json: { filename: "b", size: 15 * MiB } });
     expect(created.status).toBe(201);
     const { uploadId } = created.body;
-    const part = (n: number) => api(`/v1/uploads/${uploadId}/parts/${n}`, { method: "PUT", token, body: randomBytes(5 * MiB), headers: { "Content-Length": String(5 * MiB) } });
+    const part = (n: number) =>
+      api(`/v1/uploads/${uploadId}/parts/${n}`, {
+        method: "PUT",
+        token,
+        body: randomBytes(5 * MiB),
+        headers: { "Content-Length": String(5 * MiB) },
+      });
     expect((await part(1)).status).toBe(200);
     expect((await part(2)).status).toBe(200);
     const third = await part(3);
@@ -69,7 +75,12 @@ describe("upload bandwidth per user", () => {
     const api = callWithVars({ RATE_LIMIT_BYTES_PER_MINUTE: String(6 * MiB), PART_SIZE_BYTES: String(8 * MiB) });
     const token = await tokenFor("too-big-for-budget");
     const created = await api("/v1/uploads", { method: "POST", token, json: { filename: "b", size: 8 * MiB } });
-    const res = await api(`/v1/uploads/${created.body.uploadId}/parts/1`, { method: "PUT", token, body: randomBytes(8 * MiB), headers: { "Content-Length": String(8 * MiB) } });
+    const res = await api(`/v1/uploads/${created.body.uploadId}/parts/1`, {
+      method: "PUT",
+      token,
+      body: randomBytes(8 * MiB),
+      headers: { "Content-Length": String(8 * MiB) },
+    });
     expect(res.status).toBe(413);
     expect(res.body.error.code).toBe("rate_limited");
     expect(res.headers.get("Retry-After")).toBeNull();

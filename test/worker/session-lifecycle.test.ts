@@ -15,12 +15,18 @@ describe("expiry", () => {
   it("expires an idle upload from its alarm: R2 upload aborted, reservation released, then 410", async () => {
     const api = callWithVars({ UPLOAD_TTL_SECONDS: "1" });
     const token = await tokenFor("expiring");
-    const created = await api("/v1/uploads", { method: "POST", token, json: { filename: "idle", size: 9 * 1024 * 1024 } });
+    const created = await api("/v1/uploads", {
+      method: "POST",
+      token,
+      json: { filename: "idle", size: 9 * 1024 * 1024 },
+    });
     expect(created.status).toBe(201);
     const { uploadId } = created.body;
     expect((await callJson("/v1/usage", { token })).body.reservedBytes).toBe(9 * 1024 * 1024);
     const r2 = await runInDurableObject(session(uploadId), (_o, state) =>
-      state.storage.sql.exec<{ r2_upload_id: string; r2_key: string }>("SELECT r2_upload_id, r2_key FROM session").one(),
+      state.storage.sql
+        .exec<{ r2_upload_id: string; r2_key: string }>("SELECT r2_upload_id, r2_key FROM session")
+        .one(),
     );
 
     await sleep(1100);
@@ -39,12 +45,25 @@ describe("expiry", () => {
     // The checkpoint reached D1, with the audit event.
     const row = await d1Upload(uploadId);
     expect(row.status).toBe("expired");
-    const audit = await env.DB.prepare("SELECT action, success, error_code FROM file_access_logs WHERE upload_id = ? ORDER BY timestamp").bind(uploadId).all();
-    expect(audit.results.filter((r: any) => r.success === 1).map((r: any) => r.action)).toEqual(["upload.create", "upload.expire"]);
+    const audit = await env.DB.prepare(
+      "SELECT action, success, error_code FROM file_access_logs WHERE upload_id = ? ORDER BY timestamp",
+    )
+      .bind(uploadId)
+      .all();
+    expect(audit.results.filter((r: any) => r.success === 1).map((r: any) => r.action)).toEqual([
+      "upload.create",
+      "upload.expire",
+    ]);
     // The refused part after expiry is audited too (written by the Worker after the response).
     for (let i = 0; i < 50 && audit.results.length < 3; i++) {
       await sleep(20);
-      audit.results = (await env.DB.prepare("SELECT action, success, error_code FROM file_access_logs WHERE upload_id = ? ORDER BY timestamp").bind(uploadId).all()).results;
+      audit.results = (
+        await env.DB.prepare(
+          "SELECT action, success, error_code FROM file_access_logs WHERE upload_id = ? ORDER BY timestamp",
+        )
+          .bind(uploadId)
+          .all()
+      ).results;
     }
     expect(audit.results.at(-1)).toEqual({ action: "upload.part", success: 0, error_code: "upload_expired" });
     // The alarm is idempotent: running it again changes nothing.
@@ -119,7 +138,11 @@ describe("checkpoints through the outbox", () => {
     expect(file).toMatchObject({ user_id: "outage", file_size: 1000, status: "active" });
     const quota = await env.DB.prepare("SELECT * FROM user_quotas WHERE user_id = ?").bind("outage").first<any>();
     expect(quota).toMatchObject({ used_bytes: 1000, reserved_bytes: 0, file_count: 1, active_uploads: 0 });
-    const audit = await env.DB.prepare("SELECT action, COUNT(*) AS n FROM file_access_logs WHERE upload_id = ? GROUP BY action ORDER BY action").bind(uploadId).all();
+    const audit = await env.DB.prepare(
+      "SELECT action, COUNT(*) AS n FROM file_access_logs WHERE upload_id = ? GROUP BY action ORDER BY action",
+    )
+      .bind(uploadId)
+      .all();
     expect(audit.results).toEqual([
       { action: "upload.complete", n: 1 },
       { action: "upload.create", n: 1 },
@@ -127,7 +150,9 @@ describe("checkpoints through the outbox", () => {
     ]);
     // Delivering again (an at-least-once retry) inserts nothing twice and does not regress the row.
     await session(uploadId).sweep();
-    const count = await env.DB.prepare("SELECT COUNT(*) AS n FROM file_access_logs WHERE upload_id = ?").bind(uploadId).first<{ n: number }>();
+    const count = await env.DB.prepare("SELECT COUNT(*) AS n FROM file_access_logs WHERE upload_id = ?")
+      .bind(uploadId)
+      .first<{ n: number }>();
     expect(count?.n).toBe(3);
   });
 });
@@ -137,11 +162,19 @@ describe("the session state machine", () => {
     const token = await tokenFor("machine");
     const { uploadId } = await uploadWhole(token, randomBytes(10));
     const s = session(uploadId);
-    const part = await s.recordPart("machine", { partNumber: 1, size: 10, etag: "x" }, { requestId: "t", ipAddress: null, userAgent: null });
+    const part = await s.recordPart(
+      "machine",
+      { partNumber: 1, size: 10, etag: "x" },
+      { requestId: "t", ipAddress: null, userAgent: null },
+    );
     expect(part).toMatchObject({ ok: false, error: { status: 409, code: "upload_not_active" } });
     const abort = await s.abort("machine", { requestId: "t", ipAddress: null, userAgent: null });
     expect(abort).toMatchObject({ ok: false, error: { status: 409 } });
-    const finish = await s.finishCompletion("machine", { etag: "e", checksum: "not_declared" }, { requestId: "t", ipAddress: null, userAgent: null });
+    const finish = await s.finishCompletion(
+      "machine",
+      { etag: "e", checksum: "not_declared" },
+      { requestId: "t", ipAddress: null, userAgent: null },
+    );
     expect(finish.ok).toBe(true); // completed already: the same file again
     const view = await s.view("machine");
     expect(view).toMatchObject({ ok: true, value: { status: "completed" } });
@@ -171,16 +204,47 @@ describe("the ledger", () => {
 
   it("keeps used + reserved ≤ limit and settles idempotently", async () => {
     const a = account("ledger-user");
-    const r1 = await a.reserve({ userId: "ledger-user", uploadId: "u1", fileId: "f1", filename: "a", bytes: 600, policy });
+    const r1 = await a.reserve({
+      userId: "ledger-user",
+      uploadId: "u1",
+      fileId: "f1",
+      filename: "a",
+      bytes: 600,
+      policy,
+    });
     expect(r1).toMatchObject({ ok: true, value: { reservedBytes: 600, limitBytes: 1000 } });
-    expect(await a.reserve({ userId: "ledger-user", uploadId: "u1", fileId: "f1", filename: "a", bytes: 600, policy })).toMatchObject({ ok: true, value: { reservedBytes: 600 } });
-    expect(await a.reserve({ userId: "ledger-user", uploadId: "u2", fileId: "f2", filename: "b", bytes: 401, policy })).toMatchObject({ ok: false, error: { code: "quota_exceeded" } });
-    expect(await a.reserve({ userId: "ledger-user", uploadId: "u2", fileId: "f2", filename: "b", bytes: 400, policy })).toMatchObject({ ok: true, value: { reservedBytes: 1000 } });
+    expect(
+      await a.reserve({ userId: "ledger-user", uploadId: "u1", fileId: "f1", filename: "a", bytes: 600, policy }),
+    ).toMatchObject({ ok: true, value: { reservedBytes: 600 } });
+    expect(
+      await a.reserve({ userId: "ledger-user", uploadId: "u2", fileId: "f2", filename: "b", bytes: 401, policy }),
+    ).toMatchObject({ ok: false, error: { code: "quota_exceeded" } });
+    expect(
+      await a.reserve({ userId: "ledger-user", uploadId: "u2", fileId: "f2", filename: "b", bytes: 400, policy }),
+    ).toMatchObject({ ok: true, value: { reservedBytes: 1000 } });
 
-    const file = { id: "f1", userId: "ledger-user", uploadId: "u1", filename: "a", size: 600, contentType: "x/y", sha256: null, etag: "e", r2Key: "u/ledger-user/f1", metadata: null, createdAt: 1 };
+    const file = {
+      id: "f1",
+      userId: "ledger-user",
+      uploadId: "u1",
+      filename: "a",
+      size: 600,
+      contentType: "x/y",
+      sha256: null,
+      etag: "e",
+      r2Key: "u/ledger-user/f1",
+      metadata: null,
+      createdAt: 1,
+    };
     for (let i = 0; i < 2; i++) await a.settle({ userId: "ledger-user", uploadId: "u1", kind: "commit", file });
-    expect(await a.usage("ledger-user", policy)).toMatchObject({ usedBytes: 600, reservedBytes: 400, fileCount: 1, activeUploads: 1 });
-    for (let i = 0; i < 2; i++) await a.settle({ userId: "ledger-user", uploadId: "u2", kind: "release", reason: "test" });
+    expect(await a.usage("ledger-user", policy)).toMatchObject({
+      usedBytes: 600,
+      reservedBytes: 400,
+      fileCount: 1,
+      activeUploads: 1,
+    });
+    for (let i = 0; i < 2; i++)
+      await a.settle({ userId: "ledger-user", uploadId: "u2", kind: "release", reason: "test" });
     expect(await a.usage("ledger-user", policy)).toMatchObject({ usedBytes: 600, reservedBytes: 0, activeUploads: 0 });
     // A release after a commit does not take back committed bytes.
     await a.settle({ userId: "ledger-user", uploadId: "u1", kind: "release", reason: "late" });
@@ -188,7 +252,10 @@ describe("the ledger", () => {
 
     await env.BUCKET.put("u/ledger-user/f1", "x");
     expect(await a.removeFile({ userId: "ledger-user", fileId: "f1", meta })).toMatchObject({ ok: true });
-    expect(await a.removeFile({ userId: "ledger-user", fileId: "f1", meta })).toMatchObject({ ok: false, error: { status: 404 } });
+    expect(await a.removeFile({ userId: "ledger-user", fileId: "f1", meta })).toMatchObject({
+      ok: false,
+      error: { status: 404 },
+    });
     expect(await a.usage("ledger-user", policy)).toMatchObject({ usedBytes: 0, fileCount: 0 });
     expect(await env.BUCKET.head("u/ledger-user/f1")).toBeNull();
   });
@@ -196,14 +263,26 @@ describe("the ledger", () => {
   it("limits concurrently active uploads", async () => {
     const a = account("busy-user");
     for (let i = 0; i < 3; i++) {
-      expect((await a.reserve({ userId: "busy-user", uploadId: `b${i}`, fileId: `f${i}`, filename: "x", bytes: 1, policy })).ok).toBe(true);
+      expect(
+        (await a.reserve({ userId: "busy-user", uploadId: `b${i}`, fileId: `f${i}`, filename: "x", bytes: 1, policy }))
+          .ok,
+      ).toBe(true);
     }
-    expect(await a.reserve({ userId: "busy-user", uploadId: "b3", fileId: "f3", filename: "x", bytes: 1, policy })).toMatchObject({ ok: false, error: { status: 429, code: "too_many_active_uploads" } });
+    expect(
+      await a.reserve({ userId: "busy-user", uploadId: "b3", fileId: "f3", filename: "x", bytes: 1, policy }),
+    ).toMatchObject({ ok: false, error: { status: 429, code: "too_many_active_uploads" } });
   });
 
   it("releases a reservation whose session never opened", async () => {
     const a = account("orphan-user");
-    await a.reserve({ userId: "orphan-user", uploadId: crypto.randomUUID(), fileId: "f", filename: "x", bytes: 500, policy });
+    await a.reserve({
+      userId: "orphan-user",
+      uploadId: crypto.randomUUID(),
+      fileId: "f",
+      filename: "x",
+      bytes: 500,
+      policy,
+    });
     expect(await a.usage("orphan-user", policy)).toMatchObject({ reservedBytes: 500 });
     // Time passes beyond the check: bring the check forward instead of waiting five minutes.
     await runInDurableObject(a, (_o, state) => state.storage.sql.exec("UPDATE reservations SET check_at = 1"));
@@ -228,9 +307,21 @@ describe("reservation adjustments (deferred lengths)", () => {
     const a = account("adjust-user");
     await a.reserve({ userId: "adjust-user", uploadId: "d1", fileId: "f", filename: "x", bytes: 0, policy });
     await a.reserve({ userId: "adjust-user", uploadId: "d2", fileId: "g", filename: "y", bytes: 300, policy });
-    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 700, policy })).toMatchObject({ ok: true, value: { reservedBytes: 1000 } });
-    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 701, policy })).toMatchObject({ ok: false, error: { status: 413, code: "quota_exceeded" } });
-    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 100, policy })).toMatchObject({ ok: true, value: { reservedBytes: 400 } });
-    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "nope", bytes: 1, policy })).toMatchObject({ ok: false, error: { status: 409 } });
+    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 700, policy })).toMatchObject({
+      ok: true,
+      value: { reservedBytes: 1000 },
+    });
+    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 701, policy })).toMatchObject({
+      ok: false,
+      error: { status: 413, code: "quota_exceeded" },
+    });
+    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "d1", bytes: 100, policy })).toMatchObject({
+      ok: true,
+      value: { reservedBytes: 400 },
+    });
+    expect(await a.adjustReservation({ userId: "adjust-user", uploadId: "nope", bytes: 1, policy })).toMatchObject({
+      ok: false,
+      error: { status: 409 },
+    });
   });
 });

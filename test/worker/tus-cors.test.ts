@@ -4,13 +4,20 @@ import { callWithVars, tokenFor } from "./helpers";
 import { TUS_HEADERS, tusClient, worker, type Api } from "./tus-helpers";
 
 const preflight = (api: Api, path: string, origin: string, method: string, headers: string) =>
-  api(path, { method: "OPTIONS", headers: { Origin: origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers } });
+  api(path, {
+    method: "OPTIONS",
+    headers: { Origin: origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers },
+  });
 
 describe("CORS", () => {
   it("answers preflights for tus and native routes without a token", async () => {
     const cases: [string, string, string][] = [
       ["/v1/tus", "POST", "authorization,tus-resumable,upload-length,upload-metadata"],
-      [`/v1/tus/${crypto.randomUUID()}`, "PATCH", "authorization,tus-resumable,upload-offset,content-type,upload-checksum"],
+      [
+        `/v1/tus/${crypto.randomUUID()}`,
+        "PATCH",
+        "authorization,tus-resumable,upload-offset,content-type,upload-checksum",
+      ],
       [`/v1/tus/${crypto.randomUUID()}`, "HEAD", "authorization,tus-resumable"],
       [`/v1/uploads/${crypto.randomUUID()}/parts/1`, "PUT", "authorization,content-digest"],
       ["/v1/files", "GET", "authorization"],
@@ -28,7 +35,11 @@ describe("CORS", () => {
 
   it("lets a page read the tus headers and the request id", async () => {
     const token = await tokenFor("tus-cors");
-    const res = await worker("/v1/tus", { method: "POST", token, headers: { ...TUS_HEADERS, "Upload-Length": "10", Origin: "https://app.example" } });
+    const res = await worker("/v1/tus", {
+      method: "POST",
+      token,
+      headers: { ...TUS_HEADERS, "Upload-Length": "10", Origin: "https://app.example" },
+    });
     expect(res.status).toBe(201);
     expect(res.headers.get("Access-Control-Allow-Origin")).toBe("*");
     const exposed = res.headers.get("Access-Control-Expose-Headers")!.split(/,\s*/);
@@ -50,7 +61,10 @@ describe("CORS", () => {
       expect(exposed).toContain(h);
     }
     // Errors too: a page must be able to read why.
-    const refused = await worker("/v1/tus", { method: "POST", headers: { "Upload-Length": "10", Origin: "https://app.example" } });
+    const refused = await worker("/v1/tus", {
+      method: "POST",
+      headers: { "Upload-Length": "10", Origin: "https://app.example" },
+    });
     expect(refused.status).toBe(412);
     expect(refused.headers.get("Access-Control-Allow-Origin")).toBe("*");
   });

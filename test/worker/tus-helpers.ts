@@ -53,11 +53,22 @@ export function tusClient(token: string, api: Api = worker) {
         headers["Content-Type"] = "application/offset+octet-stream";
         headers["Content-Length"] = String(opts.body.length);
       }
-      const reply = await api("/v1/tus", { method: "POST", token, headers: { ...headers, ...opts.headers }, body: opts.body });
+      const reply = await api("/v1/tus", {
+        method: "POST",
+        token,
+        headers: { ...headers, ...opts.headers },
+        body: opts.body,
+      });
       const location = reply.headers.get("Location");
       return { ...reply, uploadId: location ? location.split("/").pop()! : null };
     },
-    patch(uploadId: string, offset: number, bytes: Uint8Array | ReadableStream<Uint8Array>, headers: Record<string, string> = {}, length?: number): Promise<Reply> {
+    patch(
+      uploadId: string,
+      offset: number,
+      bytes: Uint8Array | ReadableStream<Uint8Array>,
+      headers: Record<string, string> = {},
+      length?: number,
+    ): Promise<Reply> {
       return api(`/v1/tus/${uploadId}`, {
         method: "PATCH",
         token,

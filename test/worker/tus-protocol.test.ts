@@ -3,7 +3,17 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { callJson, callWithVars, drain, randomBytes, tokenFor } from "./helpers";
-import { digestB64, fileIdOf, metadataHeader, sleep, storedBytes, TUS_HEADERS, tusClient, worker, type Api } from "./tus-helpers";
+import {
+  digestB64,
+  fileIdOf,
+  metadataHeader,
+  sleep,
+  storedBytes,
+  TUS_HEADERS,
+  tusClient,
+  worker,
+  type Api,
+} from "./tus-helpers";
 
 const MiB = 1024 * 1024;
 const session = (uploadId: string) => env.UPLOAD_SESSION.get(env.UPLOAD_SESSION.idFromName(uploadId));
@@ -18,7 +28,9 @@ describe("OPTIONS (discovery)", () => {
       const res = await worker(path, { method: "OPTIONS" });
       expect(res.status).toBe(204);
       expect(res.headers.get("Tus-Version")).toBe("1.0.0");
-      expect(res.headers.get("Tus-Extension")).toBe("creation,creation-with-upload,creation-defer-length,expiration,checksum,termination");
+      expect(res.headers.get("Tus-Extension")).toBe(
+        "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination",
+      );
       expect(res.headers.get("Tus-Max-Size")).toBe(String(5 * 1024 ** 3));
       expect(res.headers.get("Tus-Checksum-Algorithm")).toBe("sha1,sha256,md5");
       expect(res.headers.has("Tus-Resumable")).toBe(false);
@@ -46,7 +58,19 @@ describe("Tus-Resumable", () => {
       ["/v1/tus", { method: "POST", headers: { "Upload-Length": "10" } }],
       ["/v1/tus", { method: "POST", headers: { "Upload-Length": "10", "Tus-Resumable": "0.2.2" } }],
       [`/v1/tus/${id}`, { method: "HEAD" }],
-      [`/v1/tus/${id}`, { method: "PATCH", headers: { "Tus-Resumable": "2.0.0", "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0", "Content-Length": "10" }, body: randomBytes(10) }],
+      [
+        `/v1/tus/${id}`,
+        {
+          method: "PATCH",
+          headers: {
+            "Tus-Resumable": "2.0.0",
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Offset": "0",
+            "Content-Length": "10",
+          },
+          body: randomBytes(10),
+        },
+      ],
       [`/v1/tus/${id}`, { method: "DELETE", headers: { "Tus-Resumable": "1.0" } }],
     ];
     for (const [path, init] of requests) {
@@ -137,7 +161,11 @@ describe("creation (POST)", () => {
   });
 
   it("413 past the size limit or the quota, 415 for a type not allowed", async () => {
-    const api = withVars({ MAX_FILE_SIZE_BYTES: String(10 * MiB), DEFAULT_QUOTA_BYTES: String(20 * MiB), ALLOWED_CONTENT_TYPES: "image/*" });
+    const api = withVars({
+      MAX_FILE_SIZE_BYTES: String(10 * MiB),
+      DEFAULT_QUOTA_BYTES: String(20 * MiB),
+      ALLOWED_CONTENT_TYPES: "image/*",
+    });
     const token = await tokenFor("tus-create-limits");
     const tus = tusClient(token, api);
     const tooBig = await tus.create({ length: 10 * MiB + 1, metadata: { filetype: "image/png" } });
@@ -169,7 +197,12 @@ describe("creation (POST)", () => {
     expect(head.headers.get("Upload-Length")).toBe("0");
     expect(head.headers.get("Upload-File-Location")).toBe(`/v1/files/${fileId}`);
     expect(head.headers.has("Upload-Expires")).toBe(false);
-    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 0, reservedBytes: 0, fileCount: 1, activeUploads: 0 });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({
+      usedBytes: 0,
+      reservedBytes: 0,
+      fileCount: 1,
+      activeUploads: 0,
+    });
   });
 
   it("creation-with-upload: takes the body, answers with its Upload-Offset, and the rest follows by PATCH", async () => {
@@ -188,7 +221,9 @@ describe("creation (POST)", () => {
     const whole = await tus.create({ length: 1000, body: bytes.subarray(0, 1000) });
     expect(whole.status).toBe(201);
     expect(whole.headers.get("Upload-Offset")).toBe("1000");
-    expect(Buffer.from(await storedBytes("tus-cwu", fileIdOf(whole))).equals(Buffer.from(bytes.subarray(0, 1000)))).toBe(true);
+    expect(
+      Buffer.from(await storedBytes("tus-cwu", fileIdOf(whole))).equals(Buffer.from(bytes.subarray(0, 1000))),
+    ).toBe(true);
 
     // A body that is not application/offset+octet-stream → 415, nothing reserved for it.
     const wrong = await worker("/v1/tus", {
@@ -215,7 +250,9 @@ describe("PATCH", () => {
     expect(ok.headers.get("Upload-Expires")).toMatch(HTTP_DATE);
     expect(ok.headers.get("Tus-Resumable")).toBe("1.0.0");
 
-    const wrongType = await tus.patch(id, 400, bytes.subarray(400, 500), { "Content-Type": "application/octet-stream" });
+    const wrongType = await tus.patch(id, 400, bytes.subarray(400, 500), {
+      "Content-Type": "application/octet-stream",
+    });
     expect(wrongType.status).toBe(415);
     const noOffset = await tus.patch(id, 400, bytes.subarray(400, 500), { "Upload-Offset": "" });
     expect(noOffset.status).toBe(400);
@@ -248,7 +285,11 @@ describe("PATCH", () => {
     expect(again.status).toBe(204);
     expect(again.headers.get("Upload-File-Location")).toBe(`/v1/files/${fileId}`);
     expect((await tus.patch(id, 1000, randomBytes(1))).status).toBe(413);
-    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 1000, reservedBytes: 0, fileCount: 1 });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({
+      usedBytes: 1000,
+      reservedBytes: 0,
+      fileCount: 1,
+    });
   });
 
   it("verifies Upload-Checksum (sha1, sha256, md5): a mismatch is 460 and none of the chunk counts; an unknown algorithm is 400", async () => {
@@ -266,21 +307,31 @@ describe("PATCH", () => {
     const wrongLength = await tus.patch(id, 0, chunk(0, 1000), { "Upload-Checksum": `sha1 ${btoa("short")}` });
     expect(wrongLength.status).toBe(400);
 
-    const mismatch = await tus.patch(id, 0, chunk(0, 1000), { "Upload-Checksum": `sha1 ${await digestB64("SHA-1", chunk(1, 1001))}` });
+    const mismatch = await tus.patch(id, 0, chunk(0, 1000), {
+      "Upload-Checksum": `sha1 ${await digestB64("SHA-1", chunk(1, 1001))}`,
+    });
     expect(mismatch.status).toBe(460);
     expect(mismatch.body.error.code).toBe("checksum_mismatch");
     expect(mismatch.headers.get("Tus-Resumable")).toBe("1.0.0");
     expect((await tus.head(id)).headers.get("Upload-Offset")).toBe("0");
 
-    const sha1 = await tus.patch(id, 0, chunk(0, 1000), { "Upload-Checksum": `sha1 ${await digestB64("SHA-1", chunk(0, 1000))}` });
+    const sha1 = await tus.patch(id, 0, chunk(0, 1000), {
+      "Upload-Checksum": `sha1 ${await digestB64("SHA-1", chunk(0, 1000))}`,
+    });
     expect(sha1.status).toBe(204);
     expect(sha1.headers.get("Upload-Offset")).toBe("1000");
-    const sha256Mismatch = await tus.patch(id, 1000, chunk(1000, 2000), { "Upload-Checksum": `sha256 ${await digestB64("SHA-256", chunk(0, 1000))}` });
+    const sha256Mismatch = await tus.patch(id, 1000, chunk(1000, 2000), {
+      "Upload-Checksum": `sha256 ${await digestB64("SHA-256", chunk(0, 1000))}`,
+    });
     expect(sha256Mismatch.status).toBe(460);
     expect((await tus.head(id)).headers.get("Upload-Offset")).toBe("1000");
-    const sha256 = await tus.patch(id, 1000, chunk(1000, 2000), { "Upload-Checksum": `sha256 ${await digestB64("SHA-256", chunk(1000, 2000))}` });
+    const sha256 = await tus.patch(id, 1000, chunk(1000, 2000), {
+      "Upload-Checksum": `sha256 ${await digestB64("SHA-256", chunk(1000, 2000))}`,
+    });
     expect(sha256.status).toBe(204);
-    const md5 = await tus.patch(id, 2000, chunk(2000, 3000), { "Upload-Checksum": `md5 ${await digestB64("MD5", chunk(2000, 3000))}` });
+    const md5 = await tus.patch(id, 2000, chunk(2000, 3000), {
+      "Upload-Checksum": `md5 ${await digestB64("MD5", chunk(2000, 3000))}`,
+    });
     expect(md5.status).toBe(204);
     expect(Buffer.from(await storedBytes("tus-checksum", fileIdOf(md5))).equals(Buffer.from(bytes))).toBe(true);
 
@@ -317,11 +368,17 @@ describe("PATCH", () => {
     const token = await tokenFor("tus-cwu-460");
     const tus = tusClient(token);
     const bytes = randomBytes(100);
-    const refused = await tus.create({ length: 100, body: bytes, headers: { "Upload-Checksum": `sha1 ${await digestB64("SHA-1", bytes.subarray(1))}` } });
+    const refused = await tus.create({
+      length: 100,
+      body: bytes,
+      headers: { "Upload-Checksum": `sha1 ${await digestB64("SHA-1", bytes.subarray(1))}` },
+    });
     expect(refused.status).toBe(460);
     expect(refused.uploadId).not.toBeNull();
     expect((await tus.head(refused.uploadId!)).headers.get("Upload-Offset")).toBe("0");
-    const resumed = await tus.patch(refused.uploadId!, 0, bytes, { "Upload-Checksum": `sha1 ${await digestB64("SHA-1", bytes)}` });
+    const resumed = await tus.patch(refused.uploadId!, 0, bytes, {
+      "Upload-Checksum": `sha1 ${await digestB64("SHA-1", bytes)}`,
+    });
     expect(resumed.status).toBe(204);
     expect(Buffer.from(await storedBytes("tus-cwu-460", fileIdOf(resumed))).equals(Buffer.from(bytes))).toBe(true);
   });
@@ -333,12 +390,22 @@ describe("PATCH", () => {
     const patched = await worker(`/v1/tus/${id}`, {
       method: "POST",
       token,
-      headers: { ...TUS_HEADERS, "X-HTTP-Method-Override": "PATCH", "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0", "Content-Length": "4" },
+      headers: {
+        ...TUS_HEADERS,
+        "X-HTTP-Method-Override": "PATCH",
+        "Content-Type": "application/offset+octet-stream",
+        "Upload-Offset": "0",
+        "Content-Length": "4",
+      },
       body: randomBytes(4),
     });
     expect(patched.status).toBe(204);
     expect(patched.headers.get("Upload-Offset")).toBe("4");
-    const deleted = await worker(`/v1/tus/${id}`, { method: "POST", token, headers: { ...TUS_HEADERS, "X-HTTP-Method-Override": "DELETE" } });
+    const deleted = await worker(`/v1/tus/${id}`, {
+      method: "POST",
+      token,
+      headers: { ...TUS_HEADERS, "X-HTTP-Method-Override": "DELETE" },
+    });
     expect(deleted.status).toBe(204);
     expect((await tus.head(id)).status).toBe(410);
   });
@@ -350,7 +417,11 @@ describe("unknown, foreign, expired and terminated uploads", () => {
     const intruder = tusClient(await tokenFor("tus-intruder"));
     const id = (await owner.create({ length: 10 })).uploadId!;
     for (const target of [id, crypto.randomUUID(), "not-a-uuid"]) {
-      for (const res of [await intruder.head(target), await intruder.patch(target, 0, randomBytes(10)), await intruder.delete(target)]) {
+      for (const res of [
+        await intruder.head(target),
+        await intruder.patch(target, 0, randomBytes(10)),
+        await intruder.delete(target),
+      ]) {
         expect(res.status).toBe(404);
         expect(res.headers.get("Tus-Resumable")).toBe("1.0.0");
         expect(res.headers.has("Upload-Offset")).toBe(false);
@@ -415,7 +486,12 @@ describe("the native API and tus on one session", () => {
     const token = await tokenFor("tus-native");
     const tus = tusClient(token);
     const id = (await tus.create({ length: 10 })).uploadId!;
-    const put = await callJson(`/v1/uploads/${id}/parts/1`, { method: "PUT", token, body: randomBytes(10), headers: { "Content-Length": "10" } });
+    const put = await callJson(`/v1/uploads/${id}/parts/1`, {
+      method: "PUT",
+      token,
+      body: randomBytes(10),
+      headers: { "Content-Length": "10" },
+    });
     expect(put.status).toBe(409);
     expect(put.body.error.code).toBe("protocol_mismatch");
     expect((await callJson(`/v1/uploads/${id}/complete`, { method: "POST", token })).status).toBe(409);

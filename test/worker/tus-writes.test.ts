@@ -44,7 +44,19 @@ describe("unaligned chunks", () => {
     const bytes = randomBytes(3 * 8 * MiB + 12345);
     const id = (await tus.create({ length: bytes.length, metadata: { filename: "u.bin" } })).uploadId!;
     // Tiny chunks, a chunk ending exactly on a boundary, a chunk spanning two boundaries, one byte, the rest.
-    const cuts = [0, 1, 100, 5 * MiB, 8 * MiB, 8 * MiB + 1, 16 * MiB + 2, 24 * MiB - 1, 24 * MiB, 24 * MiB + 7, bytes.length];
+    const cuts = [
+      0,
+      1,
+      100,
+      5 * MiB,
+      8 * MiB,
+      8 * MiB + 1,
+      16 * MiB + 2,
+      24 * MiB - 1,
+      24 * MiB,
+      24 * MiB + 7,
+      bytes.length,
+    ];
     let last;
     for (let i = 0; i + 1 < cuts.length; i++) {
       last = await tus.patch(id, cuts[i], bytes.subarray(cuts[i], cuts[i + 1]));
@@ -66,7 +78,13 @@ describe("unaligned chunks", () => {
     await drain(session(id));
     expect((await env.BUCKET.list({ prefix: `tmp/${id}/` })).objects).toEqual([]);
     const row = await d1Upload(id);
-    expect(row).toMatchObject({ protocol: "tus", status: "completed", total_size: bytes.length, parts_uploaded: 4, bytes_received: bytes.length });
+    expect(row).toMatchObject({
+      protocol: "tus",
+      status: "completed",
+      total_size: bytes.length,
+      parts_uploaded: 4,
+      bytes_received: bytes.length,
+    });
   });
 });
 
@@ -78,7 +96,10 @@ describe("small chunks", () => {
     const bytes = randomBytes(60 * chunk + 11);
     const id = (await tus.create({ length: bytes.length })).uploadId!;
     const segments = () =>
-      runInDurableObject(session(id), (_o, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM tail_segments").one().n);
+      runInDurableObject(
+        session(id),
+        (_o, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM tail_segments").one().n,
+      );
     let most = 0;
     let last;
     for (let offset = 0; offset < bytes.length; offset += chunk) {
@@ -118,8 +139,12 @@ describe("deferred length", () => {
     expect(head.headers.get("Upload-Defer-Length")).toBe("1");
 
     // A declared length that the bytes already passed is refused; then the real one comes with the last chunk.
-    expect((await tus.patch(id, 8 * MiB + 1, new Uint8Array(0), { "Upload-Length": String(8 * MiB) })).status).toBe(400);
-    const last = await tus.patch(id, 8 * MiB + 1, bytes.subarray(8 * MiB + 1), { "Upload-Length": String(bytes.length) });
+    expect((await tus.patch(id, 8 * MiB + 1, new Uint8Array(0), { "Upload-Length": String(8 * MiB) })).status).toBe(
+      400,
+    );
+    const last = await tus.patch(id, 8 * MiB + 1, bytes.subarray(8 * MiB + 1), {
+      "Upload-Length": String(bytes.length),
+    });
     expect(last.status).toBe(204);
     expect(last.headers.get("Upload-Offset")).toBe(String(bytes.length));
     const fileId = fileIdOf(last);
@@ -127,7 +152,11 @@ describe("deferred length", () => {
     head = await tus.head(id);
     expect(head.headers.get("Upload-Length")).toBe(String(bytes.length));
     expect(head.headers.has("Upload-Defer-Length")).toBe(false);
-    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: bytes.length, reservedBytes: 0, activeUploads: 0 });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({
+      usedBytes: bytes.length,
+      reservedBytes: 0,
+      activeUploads: 0,
+    });
     const file = await callJson(`/v1/files/${fileId}`, { token });
     expect(file.body).toMatchObject({ filename: "stream.log", contentType: "text/plain", size: bytes.length });
   });
@@ -146,7 +175,11 @@ describe("deferred length", () => {
     const zero = await tus.patch(empty, 0, new Uint8Array(0), { "Upload-Length": "0" });
     expect(zero.status).toBe(204);
     expect((await storedBytes("tus-deferred-late", fileIdOf(zero))).length).toBe(0);
-    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 1000, reservedBytes: 0, fileCount: 2 });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({
+      usedBytes: 1000,
+      reservedBytes: 0,
+      fileCount: 2,
+    });
   });
 
   it("never accepts a byte past the quota: the reservation must grow before a PATCH's bytes are read", async () => {
@@ -163,7 +196,9 @@ describe("deferred length", () => {
     const usage = (await api("/v1/usage", { token })).body;
     expect(usage.usedBytes + usage.reservedBytes).toBeLessThanOrEqual(7 * MiB);
     // A declared length over the quota is refused the same way.
-    expect((await tus.patch(id, 4 * MiB, new Uint8Array(0), { "Upload-Length": String(7 * MiB + 1) })).status).toBe(413);
+    expect((await tus.patch(id, 4 * MiB, new Uint8Array(0), { "Upload-Length": String(7 * MiB + 1) })).status).toBe(
+      413,
+    );
     const fits = await tus.patch(id, 4 * MiB, bytes.subarray(4 * MiB), { "Upload-Length": String(7 * MiB) });
     expect(fits.status).toBe(204);
     expect(same(await storedBytes("tus-deferred-quota", fileIdOf(fits)), bytes)).toBe(true);
@@ -219,7 +254,10 @@ describe("one writer at a time", () => {
     const tus = tusClient(token);
     const bytes = randomBytes(2 * MiB);
     const id = (await tus.create({ length: bytes.length })).uploadId!;
-    const results = await Promise.all([tus.patch(id, 0, bytes.subarray(0, MiB)), tus.patch(id, 0, bytes.subarray(0, MiB))]);
+    const results = await Promise.all([
+      tus.patch(id, 0, bytes.subarray(0, MiB)),
+      tus.patch(id, 0, bytes.subarray(0, MiB)),
+    ]);
     expect(results.map((r) => r.status).sort()).toEqual([204, results.find((r) => r.status !== 204)!.status].sort());
     expect([409, 423]).toContain(results.find((r) => r.status !== 204)!.status);
     expect((await tus.head(id)).headers.get("Upload-Offset")).toBe(String(MiB));
@@ -258,9 +296,29 @@ describe("one writer at a time", () => {
     const bytes = randomBytes(100);
     const id = (await tus.create({ length: 100 })).uploadId!;
     const s = session(id);
-    const grant: any = await s.tusBeginWrite(userId, { offset: 0, contentLength: 100, uploadLength: null, checksum: false, policy: testPolicy({}), leaseMs: 1000 });
-    const uploaded = await env.BUCKET.resumeMultipartUpload(grant.value.r2Key, grant.value.r2UploadId).uploadPart(1, bytes);
-    const finished = await s.tusFinishWrite(userId, grant.value.token, { parts: [{ partNumber: 1, size: 100, etag: uploaded.etag, consumedTail: [] }], newTail: null, uploadLength: null }, 1000, meta);
+    const grant: any = await s.tusBeginWrite(userId, {
+      offset: 0,
+      contentLength: 100,
+      uploadLength: null,
+      checksum: false,
+      policy: testPolicy({}),
+      leaseMs: 1000,
+    });
+    const uploaded = await env.BUCKET.resumeMultipartUpload(grant.value.r2Key, grant.value.r2UploadId).uploadPart(
+      1,
+      bytes,
+    );
+    const finished = await s.tusFinishWrite(
+      userId,
+      grant.value.token,
+      {
+        parts: [{ partNumber: 1, size: 100, etag: uploaded.etag, consumedTail: [] }],
+        newTail: null,
+        uploadLength: null,
+      },
+      1000,
+      meta,
+    );
     expect(finished).toMatchObject({ ok: true, value: { offset: 100, completing: true } });
     // ... and dies here, before completing.
     const early = await tus.head(id);
@@ -316,7 +374,8 @@ describe("checksums over many parts", () => {
     const bytes = randomBytes(2 * 8 * MiB + 3 * MiB);
     const id = (await tus.create({ length: bytes.length })).uploadId!;
     const first = bytes.subarray(0, 17 * MiB);
-    const digest = async (b: Uint8Array) => btoa(String.fromCharCode(...new Uint8Array(await crypto.subtle.digest("SHA-256", b))));
+    const digest = async (b: Uint8Array) =>
+      btoa(String.fromCharCode(...new Uint8Array(await crypto.subtle.digest("SHA-256", b))));
     const tampered = first.slice();
     tampered[9 * MiB] ^= 0xff;
     const refused = await tus.patch(id, 0, tampered, { "Upload-Checksum": `sha256 ${await digest(first)}` });
@@ -326,7 +385,9 @@ describe("checksums over many parts", () => {
     const accepted = await tus.patch(id, 0, first, { "Upload-Checksum": `sha256 ${await digest(first)}` });
     expect(accepted.status).toBe(204);
     expect(accepted.headers.get("Upload-Offset")).toBe(String(17 * MiB));
-    const last = await tus.patch(id, 17 * MiB, bytes.subarray(17 * MiB), { "Upload-Checksum": `sha256 ${await digest(bytes.subarray(17 * MiB))}` });
+    const last = await tus.patch(id, 17 * MiB, bytes.subarray(17 * MiB), {
+      "Upload-Checksum": `sha256 ${await digest(bytes.subarray(17 * MiB))}`,
+    });
     expect(last.status).toBe(204);
     const stored = await storedBytes("tus-checksum-parts", fileIdOf(last));
     expect(await sha256Hex(stored)).toBe(await sha256Hex(bytes));

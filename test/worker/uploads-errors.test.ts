@@ -29,7 +29,12 @@ describe("creating an upload", () => {
       expect(res.body.error.code).toBe("invalid_request");
       expect(Array.isArray(res.body.error.details)).toBe(true);
     }
-    const notJson = await callJson("/v1/uploads", { method: "POST", token, body: "{", headers: { "Content-Type": "application/json" } });
+    const notJson = await callJson("/v1/uploads", {
+      method: "POST",
+      token,
+      body: "{",
+      headers: { "Content-Type": "application/json" },
+    });
     expect(notJson.status).toBe(400);
     expect(notJson.body.error.code).toBe("invalid_request");
     expect((await callJson("/v1/usage", { token })).body).toMatchObject({ reservedBytes: 0, activeUploads: 0 });
@@ -37,7 +42,11 @@ describe("creating an upload", () => {
 
   it("refuses files over the maximum size with 413 file_too_large", async () => {
     const token = await tokenFor("too-large");
-    const res = await callJson("/v1/uploads", { method: "POST", token, json: { filename: "a", size: 5 * 1024 ** 3 + 1 } });
+    const res = await callJson("/v1/uploads", {
+      method: "POST",
+      token,
+      json: { filename: "a", size: 5 * 1024 ** 3 + 1 },
+    });
     expect(res.status).toBe(413);
     expect(res.body.error).toMatchObject({ code: "file_too_large", details: { maxFileSizeBytes: 5 * 1024 ** 3 } });
   });
@@ -45,7 +54,11 @@ describe("creating an upload", () => {
   it("refuses media types the configuration does not allow with 415", async () => {
     const api = callWithVars({ ALLOWED_CONTENT_TYPES: "image/*,application/pdf" });
     const token = await tokenFor("media-types");
-    const refused = await api("/v1/uploads", { method: "POST", token, json: { filename: "a", size: 1, contentType: "video/mp4" } });
+    const refused = await api("/v1/uploads", {
+      method: "POST",
+      token,
+      json: { filename: "a", size: 1, contentType: "video/mp4" },
+    });
     expect(refused.status).toBe(415);
     expect(refused.body.error.code).toBe("unsupported_media_type");
     const noType = await api("/v1/uploads", { method: "POST", token, json: { filename: "a", size: 1 } });
@@ -59,7 +72,9 @@ describe("creating an upload", () => {
   it("refuses a file that does not fit the quota with used/reserved/limit", async () => {
     const api = callWithVars({ DEFAULT_QUOTA_BYTES: String(10 * MiB) });
     const token = await tokenFor("quota-details");
-    expect((await api("/v1/uploads", { method: "POST", token, json: { filename: "a", size: 6 * MiB } })).status).toBe(201);
+    expect((await api("/v1/uploads", { method: "POST", token, json: { filename: "a", size: 6 * MiB } })).status).toBe(
+      201,
+    );
     const res = await api("/v1/uploads", { method: "POST", token, json: { filename: "b", size: 5 * MiB } });
     expect(res.status).toBe(413);
     expect(res.body.error).toMatchObject({
@@ -84,7 +99,9 @@ describe("creating an upload", () => {
     const api = callWithVars({ DEFAULT_QUOTA_BYTES: String(10 * size) });
     const token = await tokenFor("stampede");
     const results = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => api("/v1/uploads", { method: "POST", token, json: { filename: `f${i}`, size } })),
+      Array.from({ length: 50 }, (_, i) =>
+        api("/v1/uploads", { method: "POST", token, json: { filename: `f${i}`, size } }),
+      ),
     );
     const statuses = results.map((r) => r.status).sort();
     expect(statuses.filter((s) => s === 201)).toHaveLength(10);
@@ -104,7 +121,10 @@ describe("uploading parts", () => {
     expect((await putPart(uploadId, 0, randomBytes(10), token)).body.error.code).toBe("part_out_of_range");
     const wrongSize = await putPart(uploadId, 1, randomBytes(1000), token);
     expect(wrongSize.status).toBe(400);
-    expect(wrongSize.body.error).toMatchObject({ code: "part_size_mismatch", details: { expectedSize: 8 * MiB, actualSize: 1000 } });
+    expect(wrongSize.body.error).toMatchObject({
+      code: "part_size_mismatch",
+      details: { expectedSize: 8 * MiB, actualSize: 1000 },
+    });
     const lastWrong = await putPart(uploadId, 2, randomBytes(8 * MiB), token);
     expect(lastWrong.body.error).toMatchObject({ code: "part_size_mismatch", details: { expectedSize: 2 * MiB } });
     const notNumber = await callJson(`/v1/uploads/${uploadId}/parts/abc`, { method: "PUT", token, body: "x" });
@@ -117,7 +137,12 @@ describe("uploading parts", () => {
         controller.close();
       },
     });
-    const chunked = await call(`/v1/uploads/${uploadId}/parts/2`, { method: "PUT", token, body: stream, duplex: "half" } as RequestInit);
+    const chunked = await call(`/v1/uploads/${uploadId}/parts/2`, {
+      method: "PUT",
+      token,
+      body: stream,
+      duplex: "half",
+    } as RequestInit);
     expect(chunked.status).toBe(411);
     expect(((await chunked.json()) as any).error.code).toBe("length_required");
     expect((await callJson(`/v1/uploads/${uploadId}`, { token })).body).toMatchObject({ parts: [], bytesReceived: 0 });
@@ -139,7 +164,9 @@ describe("uploading parts", () => {
     expect(malformed.body.error.code).toBe("invalid_request");
 
     const right = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-    const good = await putPart(uploadId, 1, bytes, token, { "Content-Digest": `sha-512=:${b64(new Uint8Array(await crypto.subtle.digest("SHA-512", bytes)))}:, sha-256=:${b64(right)}:` });
+    const good = await putPart(uploadId, 1, bytes, token, {
+      "Content-Digest": `sha-512=:${b64(new Uint8Array(await crypto.subtle.digest("SHA-512", bytes)))}:, sha-256=:${b64(right)}:`,
+    });
     expect(good.status).toBe(200);
     expect((await callJson(`/v1/uploads/${uploadId}`, { token })).body.missingParts).toEqual([]);
   });
@@ -177,7 +204,11 @@ describe("completing", () => {
     expect(completed.body.file.size).toBe(0);
     const object = await env.BUCKET.get(`u/empty/${completed.body.file.id}`);
     expect(object?.size).toBe(0);
-    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 0, fileCount: 1, reservedBytes: 0 });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({
+      usedBytes: 0,
+      fileCount: 1,
+      reservedBytes: 0,
+    });
   });
 
   it("rejects a checksum mismatch: object deleted, quota released, upload failed", async () => {
@@ -186,12 +217,20 @@ describe("completing", () => {
     const { uploadId, completed, created } = await uploadWhole(token, bytes, { sha256: "0".repeat(64) });
     expect(created.partCount).toBe(1);
     expect(completed.status).toBe(422);
-    expect(completed.body.error).toMatchObject({ code: "checksum_mismatch", details: { expected: "0".repeat(64), actual: await sha256Hex(bytes) } });
+    expect(completed.body.error).toMatchObject({
+      code: "checksum_mismatch",
+      details: { expected: "0".repeat(64), actual: await sha256Hex(bytes) },
+    });
     const status = await callJson(`/v1/uploads/${uploadId}`, { token });
     expect(status.body.status).toBe("failed");
     const listed = await env.BUCKET.list({ prefix: "u/bad-sum/" });
     expect(listed.objects).toHaveLength(0);
-    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 0, reservedBytes: 0, fileCount: 0, activeUploads: 0 });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({
+      usedBytes: 0,
+      reservedBytes: 0,
+      fileCount: 0,
+      activeUploads: 0,
+    });
     const retry = await callJson(`/v1/uploads/${uploadId}/complete`, { method: "POST", token });
     expect(retry.status).toBe(409);
     expect(retry.body.error.code).toBe("upload_not_active");

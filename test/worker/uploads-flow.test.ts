@@ -13,15 +13,32 @@ describe("a multipart upload from create to file", () => {
     const created = await callJson("/v1/uploads", {
       method: "POST",
       token,
-      json: { filename: "../../etc/holiday.mov", size: bytes.length, contentType: "video/quicktime", sha256, metadata: { album: "summer" } },
+      json: {
+        filename: "../../etc/holiday.mov",
+        size: bytes.length,
+        contentType: "video/quicktime",
+        sha256,
+        metadata: { album: "summer" },
+      },
     });
     expect(created.status).toBe(201);
-    expect(created.body).toMatchObject({ filename: "holiday.mov", size: bytes.length, partSize: 8 * MiB, partCount: 2, status: "active" });
+    expect(created.body).toMatchObject({
+      filename: "holiday.mov",
+      size: bytes.length,
+      partSize: 8 * MiB,
+      partCount: 2,
+      status: "active",
+    });
     const { uploadId } = created.body;
     expect(created.headers.get("Location")).toBe(`/v1/uploads/${uploadId}`);
 
     const usageDuring = await callJson("/v1/usage", { token });
-    expect(usageDuring.body).toMatchObject({ usedBytes: 0, reservedBytes: bytes.length, fileCount: 0, activeUploads: 1 });
+    expect(usageDuring.body).toMatchObject({
+      usedBytes: 0,
+      reservedBytes: bytes.length,
+      fileCount: 0,
+      activeUploads: 1,
+    });
 
     // Last part first: order does not matter.
     const last = await putPart(uploadId, 2, bytes.subarray(8 * MiB), token);
@@ -36,7 +53,12 @@ describe("a multipart upload from create to file", () => {
     expect((await putPart(uploadId, 1, bytes.subarray(0, 8 * MiB), token)).status).toBe(200);
     const done = await callJson(`/v1/uploads/${uploadId}/complete`, { method: "POST", token });
     expect(done.status).toBe(200);
-    expect(done.body.file).toMatchObject({ filename: "holiday.mov", size: bytes.length, contentType: "video/quicktime", sha256 });
+    expect(done.body.file).toMatchObject({
+      filename: "holiday.mov",
+      size: bytes.length,
+      contentType: "video/quicktime",
+      sha256,
+    });
 
     // The object in R2 is exactly the bytes sent.
     const object = await env.BUCKET.get(`u/flow-user/${done.body.file.id}`);
@@ -52,6 +74,11 @@ describe("a multipart upload from create to file", () => {
     expect(again.body).toEqual(done.body);
 
     const usageAfter = await callJson("/v1/usage", { token });
-    expect(usageAfter.body).toMatchObject({ usedBytes: bytes.length, reservedBytes: 0, fileCount: 1, activeUploads: 0 });
+    expect(usageAfter.body).toMatchObject({
+      usedBytes: bytes.length,
+      reservedBytes: 0,
+      fileCount: 1,
+      activeUploads: 0,
+    });
   });
 });
