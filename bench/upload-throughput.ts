@@ -52,7 +52,8 @@ try {
   const block = (await import("node:crypto")).randomBytes(8 * MiB);
   console.log(`durable-uploads upload benchmark: wrangler dev on ${server.url}, ${concurrency} parts in flight`);
   console.log(
-    "size_MiB  parts  seconds  MiB_per_s  rss_idle  rss_peak  after_parts  after_complete  after_download  (RSS in MiB)",
+    "size_MiB  parts  seconds  MiB_per_s  rss_idle  rss_peak  after_parts  after_complete  after_download" +
+      "  (RSS in MiB)",
   );
   for (const sizeMiB of sizesMiB) {
     const size = sizeMiB * MiB;

@@ -1,12 +1,12 @@
-import { auditSql, type AuditAction, type RequestMeta } from "../src/audit";
+import { type AuditAction, auditSql, type RequestMeta } from "../src/audit";
 import type { FileRecord, PartRecord, SessionInit, SessionView, UploadStatus } from "../src/domain";
-import { fail, ok, type Failure, type Outcome } from "../src/errors";
+import { type Failure, fail, type Outcome, ok } from "../src/errors";
+import type { AccountPolicy } from "../src/policy";
 import { accountFor } from "../src/stubs";
 import { uploadRowStatement } from "./checkpoints";
 import { OUTBOX_SCHEMA, runOnD1, type SqlStatement } from "./outbox";
 import { oneRow } from "./schema";
 import { SqliteObject } from "./sqlite-object";
-import type { AccountPolicy } from "../src/policy";
 import type { LedgerMessage } from "./user-account";
 
 /** Schema steps of the session object (append-only; see `migrateSchema`). */
@@ -204,7 +204,10 @@ export type TusWriteGrant =
   /** Already completed. */
   | { kind: "done"; offset: number; file: FileRecord };
 
-/** A part a tus writer put in R2; `consumedTail` lists the tail segments whose bytes open it (the first part of a write). */
+/**
+ * A part a tus writer put in R2; `consumedTail` lists the tail segments whose bytes open it (the first part
+ * of a write).
+ */
 export interface TusPart extends PartRecord {
   consumedTail: string[];
 }
@@ -354,7 +357,8 @@ export class UploadSession extends SqliteObject {
     const now = Date.now();
     this.sql.exec(
       `INSERT INTO parts (part_number, size, etag, uploaded_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT (part_number) DO UPDATE SET size = excluded.size, etag = excluded.etag, uploaded_at = excluded.uploaded_at`,
+       ON CONFLICT (part_number) DO UPDATE SET
+         size = excluded.size, etag = excluded.etag, uploaded_at = excluded.uploaded_at`,
       part.partNumber,
       part.size,
       part.etag,
@@ -785,7 +789,7 @@ export class UploadSession extends SqliteObject {
     meta: RequestMeta,
   ): Promise<Outcome<{ kind: "terminated" } | { kind: "file"; fileId: string }>> {
     const row = this.#owned(userId);
-    if (!row || row.protocol !== "tus") return notFound();
+    if (row?.protocol !== "tus") return notFound();
     const current = this.#expireIfDue(row);
     const now = Date.now();
     if (current.status === "completed") {
@@ -857,7 +861,7 @@ export class UploadSession extends SqliteObject {
   /** The caller's tus session, expired if due; refused (404/410) when it is not there for tus any more. */
   #tusRow(userId: string): Outcome<SessionRow> {
     const row = this.#owned(userId);
-    if (!row || row.protocol !== "tus") return notFound();
+    if (row?.protocol !== "tus") return notFound();
     const current = this.#expireIfDue(row);
     return this.#refuseTus(current) ?? ok(current);
   }

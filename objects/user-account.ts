@@ -1,17 +1,17 @@
-import { auditSql, type AuditEvent, type RequestMeta } from "../src/audit";
+import { type AuditEvent, auditSql, type RequestMeta } from "../src/audit";
 import type { FileRecord } from "../src/domain";
-import { fail, ok, type Outcome } from "../src/errors";
+import { fail, type Outcome, ok } from "../src/errors";
 import { isAllowedMediaType } from "../src/media-type";
 import type { AccountPolicy } from "../src/policy";
 import {
+  type BudgetCheck,
   BYTES_POLICY,
+  type GcraState,
   gcraAll,
   quotaPolicy,
-  rateLimitHeaders,
   REQUESTS_POLICY,
+  rateLimitHeaders,
   userLimits,
-  type BudgetCheck,
-  type GcraState,
 } from "../src/rate-limit";
 import { sessionFor } from "../src/stubs";
 import { fileRowStatement, quotaRowStatement } from "./checkpoints";
@@ -176,7 +176,8 @@ export class UserAccount extends SqliteObject {
     }
     const now = Date.now();
     this.sql.exec(
-      "INSERT INTO reservations (upload_id, file_id, filename, bytes, state, created_at, check_at) VALUES (?, ?, ?, ?, 'held', ?, ?)",
+      `INSERT INTO reservations (upload_id, file_id, filename, bytes, state, created_at, check_at)
+       VALUES (?, ?, ?, ?, 'held', ?, ?)`,
       req.uploadId,
       req.fileId,
       req.filename,
@@ -293,7 +294,7 @@ export class UserAccount extends SqliteObject {
       "SELECT bytes, state FROM reservations WHERE upload_id = ?",
       req.uploadId,
     );
-    if (!res || res.state !== "held") return fail(409, "upload_not_active", "The upload holds no reservation");
+    if (res?.state !== "held") return fail(409, "upload_not_active", "The upload holds no reservation");
     if (res.bytes === req.bytes) return ok(this.#usage(req.policy));
     const before = this.#usage(req.policy);
     const grow = req.bytes - res.bytes;
@@ -328,7 +329,7 @@ export class UserAccount extends SqliteObject {
       "SELECT record, state FROM files WHERE file_id = ?",
       req.fileId,
     );
-    if (!row || row.state !== "live") return fail(404, "not_found", "File not found");
+    if (row?.state !== "live") return fail(404, "not_found", "File not found");
     const file = JSON.parse(row.record) as FileRecord;
     const now = Date.now();
     this.sql.exec("UPDATE files SET state = 'removed', removed_at = ? WHERE file_id = ?", now, req.fileId);
@@ -449,7 +450,7 @@ export class UserAccount extends SqliteObject {
       const version = this.#changed(null, [], now);
       this.outbox.enqueue("d1", [fileRowStatement(msg.file, { deletedAt: null, updatedAt: now, version })]);
     } else {
-      if (!res || res.state !== "held") return; // already settled, or never reserved
+      if (res?.state !== "held") return; // already settled, or never reserved
       this.sql.exec(
         "UPDATE reservations SET state = 'released', settled_at = ? WHERE upload_id = ?",
         now,
@@ -462,7 +463,7 @@ export class UserAccount extends SqliteObject {
   /** Bumps the ledger version, queues the ledger checkpoint (plus `extra`) for D1 and arms the alarm. */
   #changed(policy: AccountPolicy | null, extra: SqlStatement[], now = Date.now()): number {
     this.sql.exec("UPDATE account SET version = version + 1 WHERE id = 1");
-    const version = oneRow<{ version: number }>(this.sql, "SELECT version FROM account WHERE id = 1")!.version;
+    const version = oneRow<{ version: number }>(this.sql, "SELECT version FROM account WHERE id = 1")?.version ?? 0;
     const u = this.#usage(policy);
     this.outbox.enqueue("d1", [
       quotaRowStatement({

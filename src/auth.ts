@@ -2,8 +2,8 @@ import { every } from "hono/combine";
 import { createMiddleware } from "hono/factory";
 import { jwt } from "hono/jwt";
 import { z } from "zod";
-import type { AppEnv } from "./app-env";
 import { admit } from "./admission";
+import type { AppEnv } from "./app-env";
 import { ApiError } from "./errors";
 
 /** A user id as carried in a token's `sub`: 1–128 characters of `[A-Za-z0-9._-]`. */

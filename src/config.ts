@@ -54,8 +54,8 @@ export const LIMIT_BOUNDS = {
  * no path and no trailing slash, so a configured origin can be compared with the header byte for byte.
  * The host is a DNS name or a bracketed IPv6 literal; `*` (any origin) is checked separately.
  */
-export const ORIGIN_PATTERN =
-  /^https?:\/\/([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$/;
+const DNS_LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+export const ORIGIN_PATTERN = new RegExp(`^https?://(${DNS_LABEL}(\\.${DNS_LABEL})*|\\[[0-9a-f:.]+\\])(:[0-9]{1,5})?$`);
 
 /** Whether `value` is `*` or an origin per {@link ORIGIN_PATTERN} with a port from 1 to 65535. */
 export function isCorsOrigin(value: string): boolean {

@@ -5,7 +5,7 @@
  */
 import type { Context } from "hono";
 import type { AppEnv } from "./app-env";
-import { requestMeta, writeAuditLater, type AuditAction } from "./audit";
+import { type AuditAction, requestMeta, writeAuditLater } from "./audit";
 import { contentDisposition } from "./content-disposition";
 import { ApiError, notFound } from "./errors";
 import type { FileRow } from "./file-records";

@@ -37,7 +37,8 @@ export interface FileView {
 
 /** The columns every file query selects, in one place so the row type and the SQL agree. */
 export const FILE_COLUMNS =
-  "id, user_id, upload_id, filename, r2_key, mime_type, file_size, checksum, etag, metadata, status, deleted_at, created_at, updated_at, version";
+  "id, user_id, upload_id, filename, r2_key, mime_type, file_size, checksum, etag, metadata, status, deleted_at, " +
+  "created_at, updated_at, version";
 
 /**
  * The caller's live (status `active`) file `fileId`, or null. Owner and status are part of the query,

@@ -153,7 +153,7 @@ const seconds = (ms: number) => Math.floor(ms / 1000);
 export function ifMatchHolds(value: string, v: Validators): boolean {
   if (value.trim() === "*") return true; // the representation exists, or we would have answered 404
   const tags = parseEntityTagList(value);
-  return tags !== null && tags.some((t) => strongMatch(t, v.etag));
+  return tags?.some((t) => strongMatch(t, v.etag)) ?? false;
 }
 
 /**
@@ -168,7 +168,7 @@ export function ifMatchHolds(value: string, v: Validators): boolean {
 export function ifNoneMatchHolds(value: string, v: Validators): boolean {
   if (value.trim() === "*") return false;
   const tags = parseEntityTagList(value);
-  return !(tags !== null && tags.some((t) => weakMatch(t, v.etag)));
+  return !tags?.some((t) => weakMatch(t, v.etag));
 }
 
 /**

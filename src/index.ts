@@ -1,8 +1,8 @@
 import { createApp } from "./app";
 import { sweepExpiredUploads } from "./sweep";
 
-export { UserAccount } from "../objects/user-account";
 export { UploadSession } from "../objects/upload-session";
+export { UserAccount } from "../objects/user-account";
 
 const app = createApp();
 

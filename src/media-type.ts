@@ -9,5 +9,6 @@ export function isAllowedMediaType(contentType: string, patterns: readonly strin
 }
 
 /** A media type as RFC 9110 §8.3.1 shapes it: `type/subtype` of token characters, optional parameters. */
-export const MEDIA_TYPE =
-  /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=("[^"\r\n]*"|[A-Za-z0-9!#$&^_.+-]+))*$/;
+const NAME = "[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}";
+const TOKEN = "[A-Za-z0-9!#$&^_.+-]+";
+export const MEDIA_TYPE = new RegExp(`^${NAME}/${NAME}(\\s*;\\s*${TOKEN}=("[^"\\r\\n]*"|${TOKEN}))*$`);

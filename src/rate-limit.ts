@@ -158,7 +158,10 @@ export function gcraAll<K extends string>(
     for (const k of keys) {
       if (results[k].allowed) {
         const peek = gcra(checks[k].state, checks[k].limit, 0, now);
-        results[k] = { ...peek, state: { tat: Number.isFinite(checks[k].state?.tat) ? checks[k].state!.tat : 0 } };
+        results[k] = {
+          ...peek,
+          state: { tat: Number.isFinite(checks[k].state?.tat) ? (checks[k].state?.tat ?? 0) : 0 },
+        };
       }
     }
   }

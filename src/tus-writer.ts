@@ -26,9 +26,9 @@ import {
 } from "../objects/upload-session";
 import type { RequestMeta } from "./audit";
 import { sameBytes } from "./content-digest";
-import { ApiError, unwrap, type Outcome } from "./errors";
-import { CHECKSUM_MISMATCH, type ExpectedChecksum } from "./tus-protocol";
+import { ApiError, type Outcome, unwrap } from "./errors";
 import { sessionFor } from "./stubs";
+import { CHECKSUM_MISMATCH, type ExpectedChecksum } from "./tus-protocol";
 
 export type WriteGrant = Extract<TusWriteGrant, { kind: "write" }>;
 
@@ -172,7 +172,10 @@ async function uploadPart(
   }
 }
 
-/** Writes a new tail segment of exactly `size` bytes: the bytes of the segments it folds in (if any), then the body's. */
+/**
+ * Writes a new tail segment of exactly `size` bytes: the bytes of the segments it folds in (if any), then the
+ * body's.
+ */
 async function putTail(
   bucket: R2Bucket,
   key: string,

@@ -1,9 +1,8 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { adminFingerprint, requireAdmin } from "../admin-auth";
-import { adminAuditEventView, type AuditRow } from "../audit-view";
-import { adminUsers } from "./admin-users";
 import type { AppEnv } from "../app-env";
+import { type AuditRow, adminAuditEventView } from "../audit-view";
 import { UserId } from "../auth";
 import { readConfig } from "../config";
 import { ApiError, invalidRequest, notFound, zodDetails } from "../errors";
@@ -11,19 +10,20 @@ import {
   appendVersion,
   applyOverrides,
   clearSettingsCache,
+  combinationIssues,
   listVersions,
   mergePatch,
   readLatestVersion,
   readVersion,
-  combinationIssues,
   SETTING_KEYS,
   type SettingKey,
   type Settings,
   type SettingsOverrides,
   SettingsPatchSchema,
-  settingsFromConfig,
   type SettingsVersion,
+  settingsFromConfig,
 } from "../settings";
+import { adminUsers } from "./admin-users";
 
 // ---------------------------------------------------------------------------------------------------
 // Input schemas

@@ -2,8 +2,8 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app-env";
 import { AUDIT_ACTIONS } from "../audit";
+import { type AuditRow, auditEventView } from "../audit-view";
 import { requireUser } from "../auth";
-import { auditEventView, type AuditRow } from "../audit-view";
 import { Cursor, decodeCursor, Limit, optionalParam, pageOf } from "../pagination";
 
 const ListQuery = z.object({

@@ -1,11 +1,11 @@
-import { Hono, type Context } from "hono";
+import { type Context, Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app-env";
-import { auditAs, requestMeta, writeAuditLater, type AuditAction } from "../audit";
+import { type AuditAction, auditAs, requestMeta, writeAuditLater } from "../audit";
 import { requireUser } from "../auth";
 import { invalidRequest, notFound, unwrap } from "../errors";
 import { deliverFile } from "../file-delivery";
-import { FILE_COLUMNS, FileId, fileView, findLiveFile, type FileRow } from "../file-records";
+import { FILE_COLUMNS, FileId, type FileRow, fileView, findLiveFile } from "../file-records";
 import { Cursor, decodeCursor, Limit, optionalParam, pageOf } from "../pagination";
 import { buildLinkUrl, MAX_LINK_TTL_SECONDS } from "../signed-links";
 import { accountFor } from "../stubs";

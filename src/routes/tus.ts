@@ -7,7 +7,7 @@
  * Extensions: creation, creation-with-upload, creation-defer-length, expiration, checksum (sha1, sha256,
  * md5), termination. The requirements of the spec are quoted beside the code that obeys them.
  */
-import { Hono, type Context } from "hono";
+import { type Context, Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import type { AppEnv } from "../app-env";
@@ -15,8 +15,8 @@ import { auditAs, requestMeta } from "../audit";
 import { requireUser } from "../auth";
 import { completeUpload } from "../complete-upload";
 import { createUpload } from "../create-upload";
-import type { FileRecord, SessionView } from "../domain";
-import { ApiError, unwrap, type Outcome } from "../errors";
+import type { FileRecord } from "../domain";
+import { ApiError, type Outcome } from "../errors";
 import { sanitizeFilename } from "../filename";
 import { MAX_PLANNABLE_SIZE, planParts } from "../part-plan";
 import { policyFromSettings } from "../policy";
@@ -30,15 +30,15 @@ import {
   fileLocation,
   httpDate,
   isOffsetOctetStream,
+  PatchHeaders,
   parseUploadChecksum,
   parseUploadMetadata,
-  PatchHeaders,
   TUS_EXTENSIONS,
   TUS_VERSION,
   tusHeaders,
   uploadLocation,
 } from "../tus-protocol";
-import { EMPTY_BODY, writeTusBody, type TusBody } from "../tus-writer";
+import { EMPTY_BODY, type TusBody, writeTusBody } from "../tus-writer";
 
 /** How long a write lease lasts without news from its holder (who renews it while it streams). */
 const DEFAULT_LEASE_SECONDS = 30;

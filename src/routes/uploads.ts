@@ -1,12 +1,11 @@
-import { Hono, type Context } from "hono";
+import { type Context, Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app-env";
 import { auditAs, requestMeta } from "../audit";
-import { completeUpload } from "../complete-upload";
-import { createUpload } from "../create-upload";
 import { requireUser } from "../auth";
-import { loadSettings } from "../settings";
+import { completeUpload } from "../complete-upload";
 import { parseContentDigest } from "../content-digest";
+import { createUpload } from "../create-upload";
 import type { FileRecord, SessionView } from "../domain";
 import { ApiError, unwrap } from "../errors";
 import { sanitizeFilename } from "../filename";
@@ -15,6 +14,7 @@ import { Cursor, decodeCursor, Limit, pageOf } from "../pagination";
 import { planParts } from "../part-plan";
 import { policyFromSettings } from "../policy";
 import { writePart } from "../r2-parts";
+import { loadSettings } from "../settings";
 import { accountFor, sessionFor } from "../stubs";
 
 /** Client metadata is a small string map: at most 2 KiB as JSON. */

@@ -1,7 +1,7 @@
 // Operator controls end to end: admin auth, a settings change enforced on the next create without a
 // deploy, a per-user override, and a request burst answered with 429 and RateLimit headers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startDevServer, type DevServer } from "./harness.ts";
+import { type DevServer, startDevServer } from "./harness.ts";
 
 describe("admin and rate limits through wrangler dev", () => {
   let server: DevServer;

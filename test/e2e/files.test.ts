@@ -2,7 +2,7 @@
 // range) → link → link download without a token → delete, through a real wrangler dev.
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startDevServer, type DevServer } from "./harness.ts";
+import { type DevServer, startDevServer } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startDevServer, type DevServer } from "./harness.ts";
+import { type DevServer, startDevServer } from "./harness.ts";
 
 describe("foundation through wrangler dev", () => {
   let server: DevServer;

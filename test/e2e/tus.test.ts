@@ -2,9 +2,9 @@
 // Objects. Every upload is downloaded back and compared byte for byte.
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
-import { Upload, type HttpRequest, type UploadOptions } from "tus-js-client";
+import { type HttpRequest, Upload, type UploadOptions } from "tus-js-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, startDevServer, type DevServer } from "./harness.ts";
+import { type DevServer, eventually, startDevServer } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -247,7 +247,8 @@ describe("tus-js-client through wrangler dev", () => {
       );
       const audit = await eventually(async () => {
         const found = await server.d1(
-          `SELECT action, success, bytes_transferred FROM file_access_logs WHERE upload_id = '${uploadId}' ORDER BY action, bytes_transferred`,
+          `SELECT action, success, bytes_transferred FROM file_access_logs WHERE upload_id = '${uploadId}'
+           ORDER BY action, bytes_transferred`,
         );
         return found.some((r) => r.action === "upload.complete") ? found : null;
       });

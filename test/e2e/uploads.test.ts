@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, startDevServer, type DevServer } from "./harness.ts";
+import { type DevServer, eventually, startDevServer } from "./harness.ts";
 
 const MiB = 1024 * 1024;
 
@@ -37,7 +37,7 @@ describe("resumable multipart upload through wrangler dev", () => {
     await server?.stop();
   });
 
-  it("uploads 64 MiB in parallel parts, survives a cut-off part, resumes, completes with sha256 and matches D1", async () => {
+  it("64 MiB in parallel parts: survives a cut-off part, resumes, completes with sha256, matches D1", async () => {
     const token = await server.token("e2e-big");
     const bytes = randomBytes(64 * MiB);
     const sha256 = createHash("sha256").update(bytes).digest("hex");
@@ -138,7 +138,8 @@ describe("resumable multipart upload through wrangler dev", () => {
       active_uploads: 0,
     });
     const audit = await server.d1(
-      `SELECT action, COUNT(*) AS n FROM file_access_logs WHERE upload_id = '${uploadId}' AND success = 1 GROUP BY action ORDER BY action`,
+      `SELECT action, COUNT(*) AS n FROM file_access_logs WHERE upload_id = '${uploadId}' AND success = 1
+         GROUP BY action ORDER BY action`,
     );
     expect(audit).toEqual([
       { action: "upload.complete", n: 1 },

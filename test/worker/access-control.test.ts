@@ -68,7 +68,8 @@ describe("another user's ids", () => {
       await sleep(20);
       rows = (
         await env.DB.prepare(
-          "SELECT action, success, error_code, COALESCE(upload_id, file_id) AS subject FROM file_access_logs WHERE user_id = 'ac-intruder'",
+          `SELECT action, success, error_code, COALESCE(upload_id, file_id) AS subject
+           FROM file_access_logs WHERE user_id = 'ac-intruder'`,
         ).all()
       ).results;
     }

@@ -2,7 +2,7 @@ import { env } from "cloudflare:test";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { adminFingerprint } from "../../src/admin-auth";
 import { readConfig } from "../../src/config";
-import { appendVersion, clearSettingsCache, loadSettings, settingsFromConfig, type Settings } from "../../src/settings";
+import { appendVersion, clearSettingsCache, loadSettings, type Settings, settingsFromConfig } from "../../src/settings";
 import { callJson } from "./helpers";
 
 const MiB = 1024 ** 2;
@@ -32,7 +32,8 @@ const put = (json: unknown, headers: Record<string, string> = {}) =>
 async function insertDirectly(overrides: Record<string, unknown>): Promise<number> {
   const version = (await latestVersion()) + 1;
   await env.DB.prepare(
-    "INSERT INTO settings_versions (version, settings, changed_by, changed_at, kind) VALUES (?, ?, 'test', ?, 'update')",
+    `INSERT INTO settings_versions (version, settings, changed_by, changed_at, kind)
+     VALUES (?, ?, 'test', ?, 'update')`,
   )
     .bind(version, JSON.stringify(overrides), Date.now())
     .run();
@@ -400,7 +401,8 @@ describe("settings lifecycle", () => {
     );
     await expect(
       env.DB.prepare(
-        "INSERT INTO settings_versions (version, settings, changed_by, changed_at, kind) VALUES (100, '{}', 'x', 0, 'update')",
+        `INSERT INTO settings_versions (version, settings, changed_by, changed_at, kind)
+         VALUES (100, '{}', 'x', 0, 'update')`,
       ).run(),
     ).rejects.toThrow(/MAX\(version\) \+ 1/);
   });

@@ -43,7 +43,8 @@ describe("GET /v1/audit", () => {
     await env.DB.prepare(
       `INSERT INTO file_access_logs (id, file_id, upload_id, user_id, action, success, error_code, error_message,
                                      bytes_transferred, duration_ms, ip_address, user_agent, metadata, timestamp)
-       VALUES ('ev-2', 'file-1', NULL, ?, 'file.download', 1, NULL, NULL, 4096, 12, '192.0.2.1', 'curl/8', '{"status":206}', ?),
+       VALUES ('ev-2', 'file-1', NULL, ?, 'file.download', 1, NULL, NULL, 4096, 12, '192.0.2.1', 'curl/8',
+               '{"status":206}', ?),
               ('ev-1', NULL, 'up-1', ?, 'upload.create', 0, 'quota_exceeded', 'too big', 0, NULL, NULL, NULL, NULL, ?)`,
     )
       .bind(user, t + 1000, user, t)

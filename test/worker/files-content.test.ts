@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { auditRows, call, callJson, randomBytes, seedFile, tokenFor, type SeededFile } from "./helpers";
+import { auditRows, call, callJson, randomBytes, type SeededFile, seedFile, tokenFor } from "./helpers";
 
 // Storage is shared by every test of this file, so each test uses its own user ids.
 
@@ -357,7 +357,8 @@ describe("GET /v1/files/:id/content", () => {
       const [shortDay, , mon] = file.lastModified.split(" ");
       const time = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
       const rfc850 = `${longDay}, ${pad(d.getUTCDate())}-${mon}-${String(d.getUTCFullYear()).slice(2)} ${time} GMT`;
-      const asctime = `${shortDay.replace(",", "")} ${mon} ${String(d.getUTCDate()).padStart(2, " ")} ${time} ${d.getUTCFullYear()}`;
+      const day = String(d.getUTCDate()).padStart(2, " ");
+      const asctime = `${shortDay.replace(",", "")} ${mon} ${day} ${time} ${d.getUTCFullYear()}`;
       for (const date of [rfc850, asctime]) {
         const res = await call(`/v1/files/${file.id}/content`, { token, headers: { "If-Modified-Since": date } });
         expect(res.status, date).toBe(304);

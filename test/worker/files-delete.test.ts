@@ -35,7 +35,8 @@ describe("DELETE /v1/files/:id", () => {
     expect((await callJson("/v1/usage", { token })).body.usedBytes).toBe(3000);
 
     const audit = await env.DB.prepare(
-      "SELECT success, bytes_transferred FROM file_access_logs WHERE file_id = ? AND action = 'file.delete' AND success = 1",
+      `SELECT success, bytes_transferred FROM file_access_logs
+       WHERE file_id = ? AND action = 'file.delete' AND success = 1`,
     )
       .bind(fileId)
       .all();
@@ -57,7 +58,8 @@ describe("DELETE /v1/files/:id", () => {
       await sleep(20);
       denied = (
         await env.DB.prepare(
-          "SELECT user_id, error_code FROM file_access_logs WHERE file_id = ? AND action = 'file.delete' AND success = 0",
+          `SELECT user_id, error_code FROM file_access_logs
+           WHERE file_id = ? AND action = 'file.delete' AND success = 0`,
         )
           .bind(fileId)
           .all()

@@ -12,7 +12,7 @@ import {
 } from "../../src/http-conditional";
 import { ifRangeHolds, parseRange, planRead } from "../../src/http-range";
 import { decodeCursor, encodeCursor } from "../../src/pagination";
-import { signLink, verifyLink, type LinkClaims } from "../../src/signed-links";
+import { type LinkClaims, signLink, verifyLink } from "../../src/signed-links";
 
 const LAST_MODIFIED = Date.UTC(1994, 10, 6, 8, 49, 37, 400);
 const rep = { size: 100, etag: "abc-2", lastModified: LAST_MODIFIED };

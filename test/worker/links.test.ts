@@ -1,7 +1,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { buildLinkUrl } from "../../src/signed-links";
-import { auditRows, call, callJson, randomBytes, seedFile, tokenFor, type SeededFile } from "./helpers";
+import { auditRows, call, callJson, randomBytes, seedFile, tokenFor } from "./helpers";
 
 // Storage is shared by every test of this file, so each test uses its own user ids.
 

@@ -2,14 +2,14 @@ import { describe, expect, it } from "vitest";
 import {
   formatRateLimit,
   formatRateLimitPolicy,
+  type GcraState,
   gcra,
   gcraAll,
   quotaPolicy,
+  type RateLimit,
   rateLimitHeaders,
   serviceLimit,
   userLimits,
-  type GcraState,
-  type RateLimit,
 } from "../../src/rate-limit";
 
 const GiB = 1024 ** 3;

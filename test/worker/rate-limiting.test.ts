@@ -5,7 +5,7 @@ const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("request rate per user", () => {
-  it("answers a burst over the limit with 429 and draft headers, then lets requests through after the advertised wait", async () => {
+  it("answers a burst over the limit with 429 and draft headers, then admits after the wait", async () => {
     const api = callWithVars({ RATE_LIMIT_REQUESTS_PER_SECOND: "2", RATE_LIMIT_BURST: "3" });
     const token = await tokenFor("bursty");
     const statuses: number[] = [];

@@ -1,7 +1,7 @@
 // CORS for browsers: preflights for tus and native routes, exposed headers, configured origins.
 import { describe, expect, it } from "vitest";
 import { callWithVars, tokenFor } from "./helpers";
-import { TUS_HEADERS, tusClient, worker, type Api } from "./tus-helpers";
+import { type Api, TUS_HEADERS, tusClient, worker } from "./tus-helpers";
 
 const preflight = (api: Api, path: string, origin: string, method: string, headers: string) =>
   api(path, {

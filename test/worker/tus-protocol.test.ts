@@ -4,6 +4,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { callJson, callWithVars, drain, randomBytes, tokenFor } from "./helpers";
 import {
+  type Api,
   digestB64,
   fileIdOf,
   metadataHeader,
@@ -12,7 +13,6 @@ import {
   TUS_HEADERS,
   tusClient,
   worker,
-  type Api,
 } from "./tus-helpers";
 
 const MiB = 1024 * 1024;
@@ -37,7 +37,7 @@ describe("OPTIONS (discovery)", () => {
     }
   });
 
-  it("gives an authenticated caller their effective maximum: the file size limit capped by the quota left", async () => {
+  it("gives an authenticated caller their effective maximum: the size limit capped by the quota left", async () => {
     const api = withVars({ DEFAULT_QUOTA_BYTES: String(3 * MiB) });
     const token = await tokenFor("tus-options");
     const tus = tusClient(token, api);
@@ -49,7 +49,7 @@ describe("OPTIONS (discovery)", () => {
 });
 
 describe("Tus-Resumable", () => {
-  it("is required on every request but OPTIONS: another or no version → 412 with Tus-Version, and nothing happens", async () => {
+  it("is required on every request but OPTIONS: other or none → 412 with Tus-Version", async () => {
     const token = await tokenFor("tus-412");
     const tus = tusClient(token);
     const created = await tus.create({ length: 10 });
@@ -205,7 +205,7 @@ describe("creation (POST)", () => {
     });
   });
 
-  it("creation-with-upload: takes the body, answers with its Upload-Offset, and the rest follows by PATCH", async () => {
+  it("creation-with-upload: takes the body, answers with its Upload-Offset, the rest follows by PATCH", async () => {
     const token = await tokenFor("tus-cwu");
     const tus = tusClient(token);
     const bytes = randomBytes(10 * MiB + 7);
@@ -292,7 +292,7 @@ describe("PATCH", () => {
     });
   });
 
-  it("verifies Upload-Checksum (sha1, sha256, md5): a mismatch is 460 and none of the chunk counts; an unknown algorithm is 400", async () => {
+  it("verifies Upload-Checksum (sha1, sha256, md5): mismatch 460, chunk dropped; unknown algorithm 400", async () => {
     const token = await tokenFor("tus-checksum");
     const tus = tusClient(token);
     const bytes = randomBytes(3000);

@@ -2,8 +2,8 @@
 // (the lease), bodies cut short, checksums over many parts, and a writer that dies after its last byte.
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { callJson, callWithVars, drain, randomBytes, sha256Hex, tokenFor, testPolicy } from "./helpers";
-import { fileIdOf, sleep, storedBytes, tusClient, type Api } from "./tus-helpers";
+import { callJson, callWithVars, drain, randomBytes, sha256Hex, testPolicy, tokenFor } from "./helpers";
+import { type Api, fileIdOf, type Reply, sleep, storedBytes, tusClient } from "./tus-helpers";
 
 const MiB = 1024 * 1024;
 const session = (uploadId: string) => env.UPLOAD_SESSION.get(env.UPLOAD_SESSION.idFromName(uploadId));
@@ -11,7 +11,10 @@ const withVars = (vars: Partial<Record<keyof Env, string>>): Api => callWithVars
 const meta = { requestId: "test", ipAddress: null, userAgent: null };
 const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a).equals(Buffer.from(b));
 
-/** A body that sends `head`, then waits for `release()`, then sends `rest` (or fails, to act as a dropped connection). */
+/**
+ * A body that sends `head`, then waits for `release()`, then sends `rest` (or fails, to act as a dropped
+ * connection).
+ */
 function gatedBody(head: Uint8Array, rest: Uint8Array) {
   let open!: (how: "send" | "drop") => void;
   const gate = new Promise<"send" | "drop">((r) => (open = r));
@@ -57,7 +60,7 @@ describe("unaligned chunks", () => {
       24 * MiB + 7,
       bytes.length,
     ];
-    let last;
+    let last = undefined as unknown as Reply;
     for (let i = 0; i + 1 < cuts.length; i++) {
       last = await tus.patch(id, cuts[i], bytes.subarray(cuts[i], cuts[i + 1]));
       expect(last.status, `chunk ${i}: ${JSON.stringify(last.body)}`).toBe(204);
@@ -101,7 +104,7 @@ describe("small chunks", () => {
         (_o, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM tail_segments").one().n,
       );
     let most = 0;
-    let last;
+    let last = undefined as unknown as Reply;
     for (let offset = 0; offset < bytes.length; offset += chunk) {
       last = await tus.patch(id, offset, bytes.subarray(offset, offset + chunk));
       expect(last.status, JSON.stringify(last.body)).toBe(204);
@@ -290,7 +293,7 @@ describe("one writer at a time", () => {
     expect(late).toMatchObject({ ok: false, error: { code: "lease_lost" } });
   });
 
-  it("a writer that died after its last byte: HEAD says 423 while its lease lives, then completes the upload", async () => {
+  it("a writer that died after its last byte: HEAD says 423 while its lease lives, then completes it", async () => {
     const userId = "tus-dead-finisher";
     const tus = tusClient(await tokenFor(userId));
     const bytes = randomBytes(100);

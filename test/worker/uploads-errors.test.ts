@@ -165,7 +165,8 @@ describe("uploading parts", () => {
 
     const right = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
     const good = await putPart(uploadId, 1, bytes, token, {
-      "Content-Digest": `sha-512=:${b64(new Uint8Array(await crypto.subtle.digest("SHA-512", bytes)))}:, sha-256=:${b64(right)}:`,
+      "Content-Digest":
+        `sha-512=:${b64(new Uint8Array(await crypto.subtle.digest("SHA-512", bytes)))}:, ` + `sha-256=:${b64(right)}:`,
     });
     expect(good.status).toBe(200);
     expect((await callJson(`/v1/uploads/${uploadId}`, { token })).body.missingParts).toEqual([]);
