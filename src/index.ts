@@ -1,8 +1,8 @@
-import { createApp } from "./app";
-import { sweepExpiredUploads } from "./sweep";
+import { createApp } from "./http/app";
+import { sweepExpiredUploads } from "./uploads/expiry-sweep";
 
-export { UploadSession } from "../objects/upload-session";
-export { UserAccount } from "../objects/user-account";
+export { UploadSession } from "../objects/upload-session/upload-session";
+export { UserAccount } from "../objects/user-account/user-account";
 
 const app = createApp();
 

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { adminFingerprint, tokensEqual } from "../../src/admin-auth";
+import { adminFingerprint, tokensEqual } from "../../src/admin/admin-auth";
 import { callJson, tokenFor } from "./helpers";
 
 interface Route {
@@ -137,7 +137,7 @@ describe("admin auth details", () => {
   });
 
   it("fails loudly (500) when ADMIN_TOKEN is not configured, rather than accepting anything", async () => {
-    const { createApp } = await import("../../src/app");
+    const { createApp } = await import("../../src/http/app");
     const broken = { ...env, ADMIN_TOKEN: "" } as unknown as Env;
     for (const auth of ["Bearer ", "Bearer x", undefined]) {
       const res = await createApp().request(

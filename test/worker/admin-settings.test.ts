@@ -1,8 +1,14 @@
 import { env } from "cloudflare:test";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { adminFingerprint } from "../../src/admin-auth";
-import { readConfig } from "../../src/config";
-import { appendVersion, clearSettingsCache, loadSettings, type Settings, settingsFromConfig } from "../../src/settings";
+import { adminFingerprint } from "../../src/admin/admin-auth";
+import { readConfig } from "../../src/settings/config";
+import {
+  appendVersion,
+  clearSettingsCache,
+  loadSettings,
+  type Settings,
+  settingsFromConfig,
+} from "../../src/settings/settings";
 import { callJson } from "./helpers";
 
 const MiB = 1024 ** 2;
@@ -327,7 +333,7 @@ describe("settings lifecycle", () => {
   });
 
   it("judges a change by the conflicts it creates, not by odd vars it leaves alone", async () => {
-    const { createApp } = await import("../../src/app");
+    const { createApp } = await import("../../src/http/app");
     // Vars an e2e run might use: a 5 s TTL (below the admin minimum) and a byte budget below one part.
     const oddEnv = { ...env, UPLOAD_TTL_SECONDS: "5", RATE_LIMIT_BYTES_PER_MINUTE: "1000" } as Env;
     const send = async (json: unknown) => {

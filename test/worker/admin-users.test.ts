@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { clearSettingsCache } from "../../src/settings";
+import { clearSettingsCache } from "../../src/settings/settings";
 import { call, callJson, randomBytes, tokenFor, uploadWhole } from "./helpers";
 
 const admin = { Authorization: `Bearer ${env.ADMIN_TOKEN}` };

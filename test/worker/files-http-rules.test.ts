@@ -2,17 +2,17 @@
 // signatures and cursors. The route tests exercise the same rules end to end against R2 and D1.
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { contentDisposition, sanitizeFilename } from "../../src/content-disposition";
+import { type LinkClaims, signLink, verifyLink } from "../../src/files/signed-links";
 import {
   evaluatePreconditions,
   formatHttpDate,
   parseEntityTagList,
   parseHttpDate,
   type Validators,
-} from "../../src/http-conditional";
-import { ifRangeHolds, parseRange, planRead } from "../../src/http-range";
-import { decodeCursor, encodeCursor } from "../../src/pagination";
-import { type LinkClaims, signLink, verifyLink } from "../../src/signed-links";
+} from "../../src/http/conditional";
+import { contentDisposition, sanitizeFilename } from "../../src/http/content-disposition";
+import { decodeCursor, encodeCursor } from "../../src/http/pagination";
+import { ifRangeHolds, parseRange, planRead } from "../../src/http/range";
 
 const LAST_MODIFIED = Date.UTC(1994, 10, 6, 8, 49, 37, 400);
 const rep = { size: 100, etag: "abc-2", lastModified: LAST_MODIFIED };

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:test";
 import { sign } from "hono/jwt";
 import { describe, expect, it } from "vitest";
-import { createApp } from "../../src/app";
+import { createApp } from "../../src/http/app";
 import { call, callJson, tokenFor } from "./helpers";
 
 describe("health", () => {

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { buildLinkUrl } from "../../src/signed-links";
+import { buildLinkUrl } from "../../src/files/signed-links";
 import { auditRows, call, callJson, randomBytes, seedFile, tokenFor } from "./helpers";
 
 // Storage is shared by every test of this file, so each test uses its own user ids.

@@ -10,7 +10,7 @@ import {
   rateLimitHeaders,
   serviceLimit,
   userLimits,
-} from "../../src/rate-limit";
+} from "../../src/core/rate-limit";
 
 const GiB = 1024 ** 3;
 /** A realistic epoch-ms clock, so float resolution at today's magnitudes is exercised. */

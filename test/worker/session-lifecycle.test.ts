@@ -1,6 +1,6 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { sweepExpiredUploads } from "../../src/sweep";
+import { sweepExpiredUploads } from "../../src/uploads/expiry-sweep";
 import { callJson, callWithVars, drain, putPart, randomBytes, testPolicy, tokenFor, uploadWhole } from "./helpers";
 
 const session = (uploadId: string) => env.UPLOAD_SESSION.get(env.UPLOAD_SESSION.idFromName(uploadId));
