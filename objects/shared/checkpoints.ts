@@ -4,7 +4,7 @@
  * one, so D1 converges to the objects' state with nothing missing or doubled.
  */
 import type { FileRecord, UploadStatus } from "../../src/core/domain";
-import type { SqlStatement } from "./outbox";
+import type { SqlStatement } from "../../src/core/sql";
 
 export interface UploadRow {
   uploadId: string;

@@ -1,6 +1,8 @@
-import { type AuditEvent, auditSql, type RequestMeta } from "../../src/audit/audit-middleware";
+import { type AuditEvent, auditSql, type RequestMeta } from "../../src/core/audit";
 import type { FileRecord } from "../../src/core/domain";
 import { isAllowedMediaType } from "../../src/core/media-type";
+import { fail, type Outcome, ok } from "../../src/core/outcome";
+import type { AccountPolicy } from "../../src/core/policy";
 import {
   type BudgetCheck,
   BYTES_POLICY,
@@ -11,13 +13,21 @@ import {
   rateLimitHeaders,
   userLimits,
 } from "../../src/core/rate-limit";
-import { fail, type Outcome, ok } from "../../src/http/errors";
-import type { AccountPolicy } from "../../src/settings/policy";
+import type { SqlStatement } from "../../src/core/sql";
 import { fileRowStatement, quotaRowStatement } from "../shared/checkpoints";
-import { OUTBOX_SCHEMA, runOnD1, type SqlStatement } from "../shared/outbox";
+import { OUTBOX_SCHEMA, runOnD1 } from "../shared/outbox";
 import { oneRow } from "../shared/schema";
 import { SqliteObject } from "../shared/sqlite-object";
 import { sessionFor } from "../stubs";
+import type {
+  AccountView,
+  ActiveUpload,
+  Admission,
+  LedgerMessage,
+  PolicyOverrides,
+  ReserveRequest,
+  Usage,
+} from "./contract";
 
 /** Schema steps of the account object (append-only; see `migrateSchema`). */
 const SCHEMA = [
@@ -60,61 +70,6 @@ const SCHEMA = [
 
 /** How long a fresh reservation may wait for its session before the account asks after it. */
 const RESERVATION_CHECK_MS = 5 * 60_000;
-
-export type { AccountPolicy };
-
-/** What the account decided about one request's rate: the response headers either way. */
-export interface Admission {
-  allowed: boolean;
-  /** 429 when waiting helps, 413 when the request's bytes exceed the whole byte budget. */
-  status: 200 | 413 | 429;
-  headers: Record<string, string>;
-  retryAfterSeconds: number | null;
-}
-
-/** Per-user overrides as an administrator sets them: a value, or null to remove it. */
-export type PolicyOverrides = Partial<AccountPolicy>;
-
-/** The user's ledger: `usedBytes + reservedBytes ≤ limitBytes` whenever a reservation is granted. */
-export interface Usage {
-  usedBytes: number;
-  reservedBytes: number;
-  limitBytes: number;
-  fileCount: number;
-  activeUploads: number;
-}
-
-export interface ReserveRequest {
-  userId: string;
-  uploadId: string;
-  fileId: string;
-  filename: string;
-  bytes: number;
-  /** Checked against the user's allowed types, when given. */
-  contentType?: string;
-  policy: AccountPolicy;
-}
-
-/** What an upload session tells the ledger when it ends. Idempotent per upload id. */
-export type LedgerMessage =
-  | { userId: string; uploadId: string; kind: "commit"; file: FileRecord }
-  | { userId: string; uploadId: string; kind: "release"; reason: string };
-
-export interface AccountView {
-  userId: string;
-  usage: Usage;
-  limits: AccountPolicy;
-  overrides: PolicyOverrides;
-  activeUploads: ActiveUpload[];
-}
-
-export interface ActiveUpload {
-  uploadId: string;
-  fileId: string;
-  filename: string;
-  size: number;
-  createdAt: number;
-}
 
 /**
  * One per user: serializes the user's quota ledger, rate limits and per-user overrides. Reservations are taken

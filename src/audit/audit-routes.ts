@@ -1,9 +1,9 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { requireUser } from "../auth/user-auth";
+import { AUDIT_ACTIONS } from "../core/audit";
 import type { AppEnv } from "../http/app-env";
 import { Cursor, decodeCursor, Limit, optionalParam, pageOf } from "../http/pagination";
-import { AUDIT_ACTIONS } from "./audit-middleware";
 import { type AuditRow, auditEventView } from "./audit-view";
 
 const ListQuery = z.object({

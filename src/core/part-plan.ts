@@ -1,4 +1,4 @@
-import { ApiError } from "../http/errors";
+import { fail, type Outcome, ok } from "./outcome";
 
 const MiB = 1024 * 1024;
 
@@ -21,14 +21,14 @@ export interface PartPlan {
  * enough, otherwise the smallest whole number of MiB that fits the file in 10,000 parts. Every part but
  * the last has exactly `partSize` bytes (R2 requires equal non-final parts). An empty file has no parts.
  */
-export function planParts(size: number, preferredPartSize: number): PartPlan {
+export function planParts(size: number, preferredPartSize: number): Outcome<PartPlan> {
   let partSize = Math.min(MAX_PART_SIZE, Math.max(MIN_PART_SIZE, preferredPartSize));
   if (Math.ceil(size / partSize) > MAX_PARTS) partSize = Math.ceil(size / MAX_PARTS / MiB) * MiB;
   if (partSize > MAX_PART_SIZE) {
-    throw new ApiError(413, "file_too_large", `Files are limited to ${MAX_PLANNABLE_SIZE} bytes by the part rules`, {
+    return fail(413, "file_too_large", `Files are limited to ${MAX_PLANNABLE_SIZE} bytes by the part rules`, {
       size,
       maxFileSizeBytes: MAX_PLANNABLE_SIZE,
     });
   }
-  return { partSize, partCount: size === 0 ? 0 : Math.ceil(size / partSize) };
+  return ok({ partSize, partCount: size === 0 ? 0 : Math.ceil(size / partSize) });
 }

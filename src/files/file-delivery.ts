@@ -4,7 +4,8 @@
  * an authenticated download (validators, Range, conditionals, headers, audit).
  */
 import type { Context } from "hono";
-import { type AuditAction, requestMeta, writeAuditLater } from "../audit/audit-middleware";
+import { requestMeta, writeAuditLater } from "../audit/audit-middleware";
+import type { AuditAction } from "../core/audit";
 import type { AppEnv } from "../http/app-env";
 import { formatEntityTag, formatHttpDate } from "../http/conditional";
 import { contentDisposition } from "../http/content-disposition";

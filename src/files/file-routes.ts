@@ -1,8 +1,9 @@
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { accountFor } from "../../objects/stubs";
-import { type AuditAction, auditAs, requestMeta, writeAuditLater } from "../audit/audit-middleware";
+import { auditAs, requestMeta, writeAuditLater } from "../audit/audit-middleware";
 import { requireUser } from "../auth/user-auth";
+import type { AuditAction } from "../core/audit";
 import type { AppEnv } from "../http/app-env";
 import { invalidRequest, notFound, unwrap } from "../http/errors";
 import { Cursor, decodeCursor, Limit, optionalParam, pageOf } from "../http/pagination";

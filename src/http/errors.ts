@@ -2,13 +2,8 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ZodError } from "zod";
-
-/** The JSON body of every error response: `{"error":{"code","message","details?"}}`. */
-export interface ErrorBody {
-  code: string;
-  message: string;
-  details?: unknown;
-}
+import type { ErrorCode } from "../core/error-codes";
+import type { ErrorBody, ErrorStatus, Failure, Outcome } from "../core/outcome";
 
 /**
  * An error the API answers on purpose: an HTTP status, a stable machine-readable `code` that clients
@@ -17,8 +12,8 @@ export interface ErrorBody {
  */
 export class ApiError extends Error {
   constructor(
-    readonly status: ContentfulStatusCode,
-    readonly code: string,
+    readonly status: ErrorStatus,
+    readonly code: ErrorCode,
     message: string,
     readonly details?: unknown,
     /** Extra response headers, e.g. `Retry-After` on 429. */
@@ -39,26 +34,6 @@ export class ApiError extends Error {
     return new ApiError(failure.status, failure.code, failure.message, failure.details);
   }
 }
-
-/**
- * Durable Object RPC methods return outcomes instead of throwing: a thrown error loses its class and
- * fields on the way back over RPC, a returned object does not.
- */
-export interface Failure extends ErrorBody {
-  status: ContentfulStatusCode;
-}
-export type Outcome<T> = { ok: true; value: T } | { ok: false; error: Failure };
-
-export const ok = <T>(value: T): Outcome<T> => ({ ok: true, value });
-export const fail = (
-  status: ContentfulStatusCode,
-  code: string,
-  message: string,
-  details?: unknown,
-): { ok: false; error: Failure } => ({
-  ok: false,
-  error: details === undefined ? { status, code, message } : { status, code, message, details },
-});
 
 /** Returns the value of an outcome or throws its failure as an {@link ApiError}. */
 export function unwrap<T>(outcome: Outcome<T>): T {
@@ -86,7 +61,7 @@ export function renderError(err: Error, c: Context): Response {
   } else if (err instanceof HTTPException) {
     // Hono's JWT middleware and body-limit helpers throw HTTPException; keep their status but give them
     // our body shape and a stable code.
-    const status = err.status as ContentfulStatusCode;
+    const status = err.status as ErrorStatus;
     const code = status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "http_error";
     const message = status === 401 ? "A valid bearer token is required" : err.message || "Request failed";
     error = new ApiError(
@@ -108,5 +83,5 @@ export function renderError(err: Error, c: Context): Response {
     error = new ApiError(500, "internal_error", "Internal server error");
   }
   c.set("errorCode", error.code);
-  return c.json({ error: error.toBody() }, error.status, error.headers);
+  return c.json({ error: error.toBody() }, error.status as ContentfulStatusCode, error.headers);
 }

@@ -4,7 +4,6 @@
  * quoted requirements are the spec's; the code next to each quote is what obeys it.
  */
 import type { Context } from "hono";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { MEDIA_TYPE } from "../core/media-type";
 import type { AppEnv } from "../http/app-env";
@@ -41,7 +40,7 @@ export type ChecksumName = keyof typeof CHECKSUM_ALGORITHMS;
 export const OFFSET_OCTET_STREAM = "application/offset+octet-stream";
 
 /** tus 1.0.0 §Checksum: the status for "the checksums mismatch". Not in HTTP's registry, hence the cast. */
-export const CHECKSUM_MISMATCH = 460 as ContentfulStatusCode;
+export const CHECKSUM_MISMATCH = 460;
 
 /** The header that names a completed upload's file (documented in README.md and docs/tus.md). */
 export const FILE_LOCATION_HEADER = "Upload-File-Location";

@@ -15,9 +15,10 @@ import { auditAs, requestMeta } from "../audit/audit-middleware";
 import { requireUser } from "../auth/user-auth";
 import type { FileRecord } from "../core/domain";
 import { sanitizeFilename } from "../core/filename";
+import type { Outcome } from "../core/outcome";
 import { MAX_PLANNABLE_SIZE, planParts } from "../core/part-plan";
 import type { AppEnv } from "../http/app-env";
-import { ApiError, type Outcome } from "../http/errors";
+import { ApiError, unwrap } from "../http/errors";
 import { policyFromSettings } from "../settings/policy";
 import { loadSettings } from "../settings/settings";
 import { completeUpload } from "../uploads/complete-upload";
@@ -265,9 +266,9 @@ async function create(c: Context<AppEnv>) {
     // never needs more than 10,000 of them.
     const { limits } = await account.limits(userId, policy);
     maxLength = Math.min(limits.maxFileSizeBytes, MAX_PLANNABLE_SIZE);
-    plan = { partSize: planParts(maxLength, settings.partSizeBytes).partSize, partCount: 0 };
+    plan = { partSize: unwrap(planParts(maxLength, settings.partSizeBytes)).partSize, partCount: 0 };
   } else {
-    plan = planParts(length, settings.partSizeBytes);
+    plan = unwrap(planParts(length, settings.partSizeBytes));
   }
   const uploadId = crypto.randomUUID();
   const fileId = crypto.randomUUID();

@@ -25,10 +25,11 @@ import {
   type TusPart,
   type TusWriteGrant,
   type TusWriteResult,
-} from "../../objects/upload-session/upload-session";
-import type { RequestMeta } from "../audit/audit-middleware";
+} from "../../objects/upload-session/contract";
+import type { RequestMeta } from "../core/audit";
+import type { Outcome } from "../core/outcome";
 import { sameBytes } from "../http/content-digest";
-import { ApiError, type Outcome, unwrap } from "../http/errors";
+import { ApiError, unwrap } from "../http/errors";
 import { CHECKSUM_MISMATCH, type ExpectedChecksum } from "./tus-protocol";
 
 export type WriteGrant = Extract<TusWriteGrant, { kind: "write" }>;

@@ -1,5 +1,5 @@
 import { sessionFor } from "../../objects/stubs";
-import type { RequestMeta } from "../audit/audit-middleware";
+import type { RequestMeta } from "../core/audit";
 import type { FileRecord } from "../core/domain";
 import { unwrap } from "../http/errors";
 import { assembleObject, sha256OfObject } from "./r2-parts";

@@ -1,8 +1,8 @@
 import { accountFor, sessionFor } from "../../objects/stubs";
-import type { RequestMeta } from "../audit/audit-middleware";
+import type { RequestMeta } from "../core/audit";
 import type { SessionInit, SessionView } from "../core/domain";
+import type { AccountPolicy } from "../core/policy";
 import { unwrap } from "../http/errors";
-import type { AccountPolicy } from "../settings/policy";
 
 /**
  * Creates an upload, whichever front door it came through: the user's account reserves the bytes

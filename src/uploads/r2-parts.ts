@@ -1,4 +1,4 @@
-import type { CompletionStep, PartTicket } from "../../objects/upload-session/upload-session";
+import type { CompletionStep, PartTicket } from "../../objects/upload-session/contract";
 import { type ExpectedDigest, sameBytes, toHex } from "../http/content-digest";
 import { ApiError } from "../http/errors";
 

@@ -1,8 +1,8 @@
 import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { sign } from "hono/jwt";
+import type { AccountPolicy } from "../../src/core/policy";
 import { createApp } from "../../src/http/app";
-import type { AccountPolicy } from "../../src/settings/policy";
 
 /** A user token signed with the test AUTH_SECRET; `ttlSeconds` may be negative to make an expired one. */
 export async function tokenFor(userId: string, ttlSeconds = 3600): Promise<string> {
