@@ -2,7 +2,7 @@ import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { quietRuntime } from "./test/support/runtime-noise.ts";
 
-// The D1 migrations, read once here and applied inside the Workers runtime by test/worker/setup.ts, so
+// The D1 migrations, read once here and applied inside the Workers runtime by test/support/setup.ts, so
 // the tests run against exactly the schema `wrangler d1 migrations apply` produces.
 const migrations = await readD1Migrations("./migrations");
 
@@ -20,7 +20,8 @@ export default defineConfig({
     reporters: ["default", quietRuntime()],
     projects: [
       {
-        // Tests that run inside workerd, against real local D1, R2 and Durable Objects.
+        // Tests that run inside workerd, against real local D1, R2 and Durable Objects, in one folder per
+        // technique: pure functions (unit), the objects' methods and alarms (objects), the Worker's fetch (http).
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
@@ -32,8 +33,10 @@ export default defineConfig({
         ],
         test: {
           name: "worker",
-          include: ["test/worker/**/*.test.ts"],
-          setupFiles: ["./test/worker/setup.ts"],
+          // Tests that stream several 8 MiB parts take 3-4 s alone; the margin keeps a busy machine green.
+          testTimeout: 30_000,
+          include: ["test/unit/**/*.test.ts", "test/objects/**/*.test.ts", "test/http/**/*.test.ts"],
+          setupFiles: ["./test/support/setup.ts"],
         },
       },
       {

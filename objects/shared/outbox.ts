@@ -7,14 +7,16 @@
  * order per topic, with exponential backoff when a receiver is down. Receivers must be idempotent.
  */
 
-/** One parameterised SQL statement, serialisable so it can wait in the outbox. */
-export interface SqlStatement {
-  sql: string;
-  params: (string | number | null)[];
-}
+import type { SqlStatement } from "../../src/core/sql";
 
 /** Delivers a batch of payloads of one topic; throws to have the whole batch retried later. */
-export type Deliver = (payloads: unknown[]) => Promise<void>;
+export type Deliver<P> = (payloads: P[]) => Promise<void>;
+
+/** One receiver per topic, each taking the payloads its topic carries. */
+export type Receivers<Topics> = { [K in keyof Topics]: Deliver<Topics[K]> };
+
+/** A topic of the outbox: a key of its topic map. */
+export type Topic<Topics> = keyof Topics & string;
 
 /** Schema step that creates the outbox table (include it in the object's schema steps). */
 export const OUTBOX_SCHEMA = `
@@ -36,13 +38,17 @@ const MAX_BACKOFF_MS = 5 * 60_000;
 /** A receiver that neither answers nor fails within this long counts as failed for this attempt. */
 const DELIVERY_TIMEOUT_MS = 15_000;
 
-export class Outbox {
+/**
+ * The outbox of one object. `Topics` maps each topic to the payload its messages carry, e.g.
+ * `{ d1: SqlStatement[]; r2: R2Job }`: `enqueue` takes and the receivers get exactly that type.
+ */
+export class Outbox<Topics extends Record<string, unknown>> {
   #delivering: Promise<void> | null = null;
 
   constructor(private readonly sql: SqlStorage) {}
 
   /** Queues a message; call it in the same synchronous step as the state change it reports. */
-  enqueue(topic: string, payload: unknown, now = Date.now()): void {
+  enqueue<K extends Topic<Topics>>(topic: K, payload: Topics[K], now = Date.now()): void {
     this.sql.exec(
       "INSERT INTO outbox (topic, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?)",
       topic,
@@ -67,62 +73,76 @@ export class Outbox {
   }
 
   /**
-   * Delivers every due message, topic by topic, in order. A failing topic is retried later with backoff
-   * and does not hold up the others. Never throws. Concurrent calls share one delivery run, because an
-   * `await` here opens the input gate and a second run would send the same batch twice.
+   * Delivers every due message of `topics` (every topic of `receivers` when omitted), topic by topic in
+   * that order, in order within each. A failing topic is retried later with backoff and does not hold up
+   * the others. Never throws. Concurrent calls share one delivery run, because an `await` here opens the
+   * input gate and a second run would send the same batch twice.
    */
-  async deliver(receivers: Record<string, Deliver>, now = Date.now()): Promise<void> {
+  async deliver(
+    receivers: Receivers<Topics>,
+    topics: readonly Topic<Topics>[] = topicsOf(receivers),
+    now = Date.now(),
+  ): Promise<void> {
     while (this.#delivering) await this.#delivering;
-    this.#delivering = this.#deliverAll(receivers, now).finally(() => (this.#delivering = null));
+    this.#delivering = this.#deliverAll(receivers, topics, now).finally(() => (this.#delivering = null));
     return this.#delivering;
   }
 
-  async #deliverAll(receivers: Record<string, Deliver>, now: number): Promise<void> {
-    for (const [topic, deliver] of Object.entries(receivers)) {
-      for (;;) {
-        const rows = this.sql
-          .exec<{ seq: number; payload: string; attempts: number }>(
-            "SELECT seq, payload, attempts FROM outbox WHERE topic = ? AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
-            topic,
-            now,
-            BATCH_SIZE,
-          )
-          .toArray();
-        if (rows.length === 0) break;
-        // Keep order within a topic: if an earlier message of this topic is still backing off, wait for it.
-        const earlier = this.sql
-          .exec<{ n: number }>(
-            "SELECT COUNT(*) AS n FROM outbox WHERE topic = ? AND seq < ? AND next_attempt_at > ?",
-            topic,
-            rows[0].seq,
-            now,
-          )
-          .one().n;
-        if (earlier > 0) break;
-        const seqs = rows.map((r) => r.seq);
-        const inList = `(${seqs.map(() => "?").join(",")})`;
-        try {
-          await withTimeout(deliver(rows.map((r) => JSON.parse(r.payload))), DELIVERY_TIMEOUT_MS);
-          this.sql.exec(`DELETE FROM outbox WHERE seq IN ${inList}`, ...seqs);
-        } catch (err) {
-          const attempts = rows[0].attempts + 1;
-          const backoff = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** (attempts - 1));
-          const jitter = Math.floor(Math.random() * backoff * 0.2);
-          this.sql.exec(
-            `UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE seq IN ${inList}`,
-            attempts,
-            Date.now() + backoff + jitter,
-            String(err instanceof Error ? err.message : err).slice(0, 500),
-            ...seqs,
-          );
-          console.warn(
-            JSON.stringify({ level: "warn", msg: "outbox delivery failed", topic, attempts, error: String(err) }),
-          );
-          break;
-        }
+  async #deliverAll(receivers: Receivers<Topics>, topics: readonly Topic<Topics>[], now: number): Promise<void> {
+    for (const topic of topics) await this.#deliverTopic(topic, receivers[topic], now);
+  }
+
+  async #deliverTopic<K extends Topic<Topics>>(topic: K, deliver: Deliver<Topics[K]>, now: number): Promise<void> {
+    for (;;) {
+      const rows = this.sql
+        .exec<{ seq: number; payload: string; attempts: number }>(
+          "SELECT seq, payload, attempts FROM outbox WHERE topic = ? AND next_attempt_at <= ? ORDER BY seq LIMIT ?",
+          topic,
+          now,
+          BATCH_SIZE,
+        )
+        .toArray();
+      if (rows.length === 0) break;
+      // Keep order within a topic: if an earlier message of this topic is still backing off, wait for it.
+      const earlier = this.sql
+        .exec<{ n: number }>(
+          "SELECT COUNT(*) AS n FROM outbox WHERE topic = ? AND seq < ? AND next_attempt_at > ?",
+          topic,
+          rows[0].seq,
+          now,
+        )
+        .one().n;
+      if (earlier > 0) break;
+      const seqs = rows.map((r) => r.seq);
+      const inList = `(${seqs.map(() => "?").join(",")})`;
+      try {
+        // The one place stored JSON becomes a payload type: `enqueue` only ever wrote a `Topics[K]` here.
+        const payloads = rows.map((r) => JSON.parse(r.payload) as Topics[K]);
+        await withTimeout(deliver(payloads), DELIVERY_TIMEOUT_MS);
+        this.sql.exec(`DELETE FROM outbox WHERE seq IN ${inList}`, ...seqs);
+      } catch (err) {
+        const attempts = rows[0].attempts + 1;
+        const backoff = Math.min(MAX_BACKOFF_MS, BASE_BACKOFF_MS * 2 ** (attempts - 1));
+        const jitter = Math.floor(Math.random() * backoff * 0.2);
+        this.sql.exec(
+          `UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE seq IN ${inList}`,
+          attempts,
+          Date.now() + backoff + jitter,
+          String(err instanceof Error ? err.message : err).slice(0, 500),
+          ...seqs,
+        );
+        console.warn(
+          JSON.stringify({ level: "warn", msg: "outbox delivery failed", topic, attempts, error: String(err) }),
+        );
+        break;
       }
     }
   }
+}
+
+/** The topics of a receiver map, in the order its keys were written. */
+function topicsOf<Topics>(receivers: Receivers<Topics>): Topic<Topics>[] {
+  return Object.keys(receivers).filter((k): k is Topic<Topics> => k in receivers);
 }
 
 async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {

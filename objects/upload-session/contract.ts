@@ -130,6 +130,9 @@ export interface TusWriteResult {
   completing: boolean;
 }
 
+/** What tus termination did: ended an unfinished upload, or (completed) names the file the Worker removes. */
+export type TusTermination = { kind: "terminated" } | { kind: "file"; fileId: string };
+
 /** What the ledger's reconciliation needs to know about a session. */
 export type LedgerView =
   | { exists: false }

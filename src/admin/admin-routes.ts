@@ -4,6 +4,8 @@ import { type AuditRow, adminAuditEventView } from "../audit/audit-view";
 import { UserId } from "../auth/user-auth";
 import type { AppEnv } from "../http/app-env";
 import { ApiError, invalidRequest, notFound, zodDetails } from "../http/errors";
+import { jsonBody } from "../http/json-body";
+import { Cursor, decodeCursor, limitParam, optionalParam, pageOf } from "../http/pagination";
 import { readConfig } from "../settings/config";
 import {
   appendVersion,
@@ -73,20 +75,6 @@ const AdminActor = z
   .trim()
   .regex(/^[A-Za-z0-9._@+:-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 . _ @ + : -");
 
-/** An optional query parameter; an empty value (`?cursor=`) means "not given", as many clients send it. */
-const optionalParam = <T extends z.ZodType>(schema: T) =>
-  z.preprocess((v) => (v === "" ? undefined : v), schema.optional());
-
-/** A page size from the query string: digits only, so `1e2` or `10.0` are refused, not guessed. */
-const limitParam = (fallback: number, max: number) =>
-  optionalParam(
-    z
-      .string()
-      .regex(/^[0-9]{1,4}$/, `must be a whole number from 1 to ${max}`)
-      .transform(Number)
-      .pipe(z.int().min(1).max(max)),
-  ).transform((v) => v ?? fallback);
-
 const VersionParam = z.object({
   version: z.string().regex(VERSION_DIGITS, "must be a version number").transform(Number),
 });
@@ -109,28 +97,6 @@ const Since = z.union(
   { error: "must be an ISO 8601 date or date-time, or epoch milliseconds" },
 );
 
-/** An audit cursor: base64url of `[timestamp, id]` of the last row of the previous page. */
-const AuditCursor = z
-  .string()
-  .max(512)
-  .transform((value, ctx) => {
-    try {
-      const json = atob(value.replace(/-/g, "+").replace(/_/g, "/"));
-      const [timestamp, id] = z.tuple([z.int(), z.string().min(1).max(256)]).parse(JSON.parse(json));
-      return { timestamp, id };
-    } catch {
-      ctx.addIssue({ code: "custom", message: "is not a cursor from this listing" });
-      return z.NEVER;
-    }
-  });
-
-function encodeAuditCursor(timestamp: number, id: string): string {
-  return btoa(JSON.stringify([timestamp, id]))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
-
 const AuditQuery = z.strictObject({
   userId: optionalParam(UserId),
   // Any well-formed action rather than an enum: a search for an action this build does not know yet
@@ -139,30 +105,15 @@ const AuditQuery = z.strictObject({
     z.string().regex(/^[a-z_]{1,32}\.[a-z_]{1,32}$/, "must be an audit action such as upload.part"),
   ),
   since: optionalParam(Since),
-  cursor: optionalParam(AuditCursor),
+  cursor: Cursor,
   limit: limitParam(50, 200),
 });
-
-/** Settings bodies are a few hundred bytes; refuse anything absurd before parsing it. */
-const MAX_BODY_BYTES = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------
 
 const etag = (version: number) => `"${version}"`;
-
-/** The request's JSON body, or 400 when it is not JSON (never a 500 from a parse error). */
-async function jsonBody(req: Request): Promise<unknown> {
-  const text = await req.text();
-  if (text.length > MAX_BODY_BYTES)
-    throw new ApiError(413, "payload_too_large", `The body exceeds ${MAX_BODY_BYTES} bytes`);
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw invalidRequest("The body must be a JSON object");
-  }
-}
 
 /** Who made a change: `X-Admin-Actor` if given (validated), else a fingerprint of the admin token. */
 async function actorOf(header: string | undefined, adminToken: string): Promise<string> {
@@ -290,9 +241,9 @@ export const admin = new Hono<AppEnv>()
   })
 
   // Change some settings: merge the body into the current overrides, conditional on If-Match.
-  .put("/settings", async (c) => {
+  .put("/settings", jsonBody(SettingsPatchSchema), async (c) => {
     const precondition = requiredIfMatch(c.req.header("If-Match"));
-    const patch = parseInput(SettingsPatchSchema, await jsonBody(c.req.raw), "settings change");
+    const patch = c.req.valid("json");
     const changedBy = await actorOf(c.req.header("X-Admin-Actor"), c.env.ADMIN_TOKEN);
     const base = settingsFromConfig(readConfig(c.env));
 
@@ -406,24 +357,28 @@ export const admin = new Hono<AppEnv>()
     const q = parseInput(AuditQuery, c.req.query(), "query");
     const where: string[] = [];
     const params: (string | number)[] = [];
-    if (q.userId !== undefined) where.push("user_id = ?"), params.push(q.userId);
-    if (q.action !== undefined) where.push("action = ?"), params.push(q.action);
-    if (q.since !== undefined) where.push("timestamp >= ?"), params.push(q.since);
+    const filter = (clause: string, value: string | number | undefined) => {
+      if (value === undefined) return;
+      where.push(clause);
+      params.push(value);
+    };
+    filter("user_id = ?", q.userId);
+    filter("action = ?", q.action);
+    filter("timestamp >= ?", q.since);
     if (q.cursor !== undefined) {
+      const after = decodeCursor("audit", q.cursor);
       // (timestamp, id) < (t, i), written so the leading range on timestamp can use an index.
       where.push("timestamp <= ? AND (timestamp < ? OR id < ?)");
-      params.push(q.cursor.timestamp, q.cursor.timestamp, q.cursor.id);
+      params.push(after.time, after.time, after.id);
     }
     const sql = `SELECT * FROM file_access_logs ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
                  ORDER BY timestamp DESC, id DESC LIMIT ?`;
     const { results } = await c.env.DB.prepare(sql)
       .bind(...params, q.limit + 1)
       .all<AuditRow>();
-    const page = results.slice(0, q.limit);
-    const last = page[page.length - 1];
-    const nextCursor = results.length > q.limit && last ? encodeAuditCursor(last.timestamp, last.id) : null;
+    const page = pageOf("audit", results, q.limit, (row) => ({ time: row.timestamp, id: row.id }));
     // `events`, as GET /v1/audit names them; each also carries userId and errorMessage here.
-    return c.json({ events: page.map(adminAuditEventView), nextCursor });
+    return c.json({ events: page.items.map(adminAuditEventView), nextCursor: page.nextCursor });
   });
 
 // GET /v1/admin/users/:userId and PUT /v1/admin/users/:userId: see ./admin-users.ts. Mounted after

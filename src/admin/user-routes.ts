@@ -8,6 +8,7 @@ import { UserId } from "../auth/user-auth";
 import { auditSql } from "../core/audit";
 import type { AppEnv } from "../http/app-env";
 import { invalidRequest, zodDetails } from "../http/errors";
+import { jsonBody } from "../http/json-body";
 import { accountPolicy } from "../settings/policy";
 import { SettingsSchema } from "../settings/settings";
 
@@ -61,17 +62,10 @@ export const adminUsers = new Hono<AppEnv>()
     const view = await accountFor(c.env, userId).adminView(userId, await accountPolicy(c.env));
     return c.json({ ...view, recentAudit: await recentAudit(c.env.DB, userId) });
   })
-  .put("/:userId", async (c) => {
+  .put("/:userId", jsonBody(OverridesPatch), async (c) => {
     const userId = userIdOf(c.req.param("userId"));
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw invalidRequest("The body must be JSON");
-    }
-    const patch = OverridesPatch.safeParse(body);
-    if (!patch.success) throw invalidRequest("The overrides are invalid", zodDetails(patch.error));
-    const view = await accountFor(c.env, userId).setOverrides(userId, patch.data, await accountPolicy(c.env));
+    const patch = c.req.valid("json");
+    const view = await accountFor(c.env, userId).setOverrides(userId, patch, await accountPolicy(c.env));
     return c.json({ ...view, recentAudit: await recentAudit(c.env.DB, userId) });
   })
   /**
@@ -79,21 +73,11 @@ export const adminUsers = new Hono<AppEnv>()
    * with the user's own quota, rate limits and audit trail, without ever holding the signing secret.
    * The audit row is written before the token is returned: no token leaves unrecorded.
    */
-  .post("/:userId/tokens", async (c) => {
+  .post("/:userId/tokens", jsonBody(TokenRequest), async (c) => {
     const userId = userIdOf(c.req.param("userId"));
-    let body: unknown = {};
-    const text = await c.req.text();
-    if (text.trim() !== "") {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        throw invalidRequest("The body must be JSON");
-      }
-    }
-    const parsed = TokenRequest.safeParse(body);
-    if (!parsed.success) throw invalidRequest("The token request is invalid", zodDetails(parsed.error));
+    const { ttlSeconds } = c.req.valid("json");
     const now = Math.floor(Date.now() / 1000);
-    const exp = now + parsed.data.ttlSeconds;
+    const exp = now + ttlSeconds;
     const meta = requestMeta(c);
     const statement = auditSql({
       id: crypto.randomUUID(),
@@ -104,7 +88,7 @@ export const adminUsers = new Hono<AppEnv>()
       userAgent: meta.userAgent,
       metadata: {
         requestId: meta.requestId,
-        ttlSeconds: parsed.data.ttlSeconds,
+        ttlSeconds,
         actor: c.req.header("X-Admin-Actor") ?? null,
       },
       timestamp: Date.now(),

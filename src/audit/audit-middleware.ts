@@ -69,6 +69,21 @@ export function auditAs(c: Context<AppEnv>, subject: AuditSubject): void {
 }
 
 /**
+ * Middleware form of {@link auditAs}, for routes whose input is validated before the handler runs: the
+ * operation is marked first, so a refused body is audited like any other refusal. `subjectOf` may name
+ * the path's id.
+ */
+export function auditing(
+  action: AuditAction,
+  subjectOf: (c: Context<AppEnv>) => Omit<AuditSubject, "action"> = () => ({}),
+) {
+  return createMiddleware<AppEnv>(async (c, next) => {
+    auditAs(c, { action, ...subjectOf(c) });
+    await next();
+  });
+}
+
+/**
  * Records every refused attempt of an audited operation (any 4xx/5xx after `auditAs` was called by an
  * authenticated route) with its error code. Successful events are recorded where the change happens.
  */

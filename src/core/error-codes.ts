@@ -55,6 +55,10 @@ export const ERROR_CODES = {
   lease_lost: "Another writer took the upload.",
   write_rejected: "The write does not follow the bytes already recorded.",
   tail_missing: "A stored tail segment of the upload is missing.",
+  // Resumable Uploads for HTTP (the IETF draft)
+  unsupported_interop_version: "Upload-Draft-Interop-Version is missing or names a version not spoken here.",
+  inconsistent_upload_length: "The request's length values disagree with each other or with the upload's length.",
+  upload_completed: "The upload is already complete: nothing can be appended.",
   // Files and links
   file_changed: "The file changed while it was being read.",
   link_invalid: "The signed link is malformed or its signature does not verify.",

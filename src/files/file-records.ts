@@ -1,5 +1,6 @@
 /** Completed files as D1 indexes them (`files` table): lookup by owner and the public JSON view. */
 import { z } from "zod";
+import type { FileRecord } from "../core/domain";
 
 /** A file id in a path: 1–128 characters of `[A-Za-z0-9._-]` (UUIDs in practice). */
 export const FileId = z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, "must be 1-128 characters of A-Z a-z 0-9 . _ -");
@@ -72,14 +73,36 @@ function parseMetadata(row: FileRow): Record<string, string> {
 
 /** The public JSON view of a file row. */
 export function fileView(row: FileRow): FileView {
-  return {
+  return publicFile({
     id: row.id,
     filename: row.filename,
     size: row.file_size,
     contentType: row.mime_type,
-    ...(row.checksum !== null ? { sha256: row.checksum } : {}),
+    sha256: row.checksum,
     etag: row.etag,
-    createdAt: new Date(row.created_at).toISOString(),
+    createdAt: row.created_at,
     metadata: parseMetadata(row),
+  });
+}
+
+/**
+ * A file as the API shows it, from a D1 row ({@link fileView}) or from the record an upload session made
+ * when it completed: one shape, so a client can keep the completion answer as the file.
+ */
+export function publicFile(
+  f: Pick<FileRecord, "id" | "filename" | "size" | "contentType" | "sha256" | "createdAt"> & {
+    etag: string | null;
+    metadata: Record<string, string> | null;
+  },
+): FileView {
+  return {
+    id: f.id,
+    filename: f.filename,
+    size: f.size,
+    contentType: f.contentType,
+    ...(f.sha256 ? { sha256: f.sha256 } : {}),
+    etag: f.etag,
+    createdAt: new Date(f.createdAt).toISOString(),
+    metadata: f.metadata ?? {},
   };
 }

@@ -1,11 +1,12 @@
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { accountFor } from "../../objects/stubs";
-import { auditAs, requestMeta, writeAuditLater } from "../audit/audit-middleware";
+import { auditAs, auditing, requestMeta, writeAuditLater } from "../audit/audit-middleware";
 import { requireUser } from "../auth/user-auth";
 import type { AuditAction } from "../core/audit";
 import type { AppEnv } from "../http/app-env";
-import { invalidRequest, notFound, unwrap } from "../http/errors";
+import { notFound, unwrap } from "../http/errors";
+import { jsonBody } from "../http/json-body";
 import { Cursor, decodeCursor, Limit, optionalParam, pageOf } from "../http/pagination";
 import { deliverFile } from "./file-delivery";
 import { FILE_COLUMNS, FileId, type FileRow, fileView, findLiveFile } from "./file-records";
@@ -38,17 +39,11 @@ function likePrefix(prefix: string): string {
  * to the longest valid length so a junk path cannot bloat the log.
  */
 function auditFileRoute(c: Context<AppEnv>, action: AuditAction): void {
-  auditAs(c, { action, fileId: c.req.param("id")?.slice(0, 128) ?? null });
+  auditAs(c, { action, ...fileSubject(c) });
 }
 
-/** Reads a JSON body; a body that is not JSON is a 400, not a 500. */
-async function jsonBody(c: Context<AppEnv>): Promise<unknown> {
-  const text = await c.req.text();
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw invalidRequest("The request body must be a JSON object");
-  }
+function fileSubject(c: Context<AppEnv>) {
+  return { fileId: c.req.param("id")?.slice(0, 128) ?? null };
 }
 
 /** Records one successful operation on a file of the caller's. */
@@ -140,11 +135,10 @@ export const files = new Hono<AppEnv>()
   })
 
   // POST /v1/files/:id/links {expiresIn} — a presigned GET/HEAD URL for one file.
-  .post("/:id/links", async (c) => {
+  .post("/:id/links", auditing("file.link", fileSubject), jsonBody(CreateLinkBody), async (c) => {
     const started = Date.now();
-    auditFileRoute(c, "file.link");
     const { id } = IdParam.parse(c.req.param());
-    const { expiresIn } = CreateLinkBody.parse(await jsonBody(c));
+    const { expiresIn } = c.req.valid("json");
     const userId = c.get("userId");
     const file = await findLiveFile(c.env.DB, userId, id);
     if (!file) throw notFound("File");

@@ -131,9 +131,10 @@ export async function buildLinkUrl(origin: string, secret: string, claims: LinkC
 export const LinkRequest = z.object({
   fileId: FileId,
   owner: UserId,
+  // Only the canonical decimal the server wrote (no sign, no leading zeros): one link, one spelling.
   expires: z
     .string()
-    .regex(/^\d{1,12}$/, "must be epoch seconds")
+    .regex(/^[1-9]\d{0,11}$/, "must be epoch seconds")
     .transform(Number),
   // An HMAC-SHA-256 is 32 bytes: 43 base64url characters without padding.
   signature: z.string().regex(/^[A-Za-z0-9_-]{43}$/, "must be a base64url HMAC-SHA-256"),

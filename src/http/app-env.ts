@@ -10,5 +10,7 @@ export interface AppEnv {
     errorCode: string;
     /** What an audited route is about to do, so a refusal can be recorded (see `auditRefusals`). */
     auditSubject: import("../audit/audit-middleware").AuditSubject;
+    /** A verified presigned link's claims, set by the link routes before admission. */
+    link: import("../files/signed-links").LinkClaims;
   };
 }

@@ -8,6 +8,7 @@ import { links } from "../files/link-routes";
 import { tus } from "../tus/tus-routes";
 import { uploads } from "../uploads/upload-routes";
 import { usage } from "../uploads/usage-routes";
+import { allowedMethodsOf } from "./allowed-methods";
 import type { AppEnv } from "./app-env";
 import { cors } from "./cors";
 import { ApiError, renderError } from "./errors";
@@ -43,7 +44,20 @@ export function createApp() {
   app.route("/v1/audit", auditLog);
   app.route("/v1/admin", admin);
 
-  app.notFound(() => {
+  const allowedMethods = allowedMethodsOf(app);
+  app.notFound((c) => {
+    const allowed = allowedMethods(c.req.path);
+    if (allowed.length > 0) {
+      throw new ApiError(
+        405,
+        "method_not_allowed",
+        `${c.req.method} is not supported here`,
+        { allowed },
+        {
+          Allow: allowed.join(", "),
+        },
+      );
+    }
     throw new ApiError(404, "route_not_found", "No such route");
   });
   app.onError(renderError);

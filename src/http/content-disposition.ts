@@ -16,8 +16,11 @@ const ATTR_CHAR = /^[A-Za-z0-9!#$&+\-.^_`|~]$/;
 
 const FALLBACK_NAME = "download";
 
-/** The filename with unsafe characters removed; never empty. */
-export function sanitizeFilename(filename: string): string {
+/**
+ * The filename as it may stand in a header: controls, bidi overrides, quotes and backslashes removed;
+ * never empty. (Stored names were already cleaned by `sanitizeFilename` in core; this guards the header.)
+ */
+export function dispositionFilename(filename: string): string {
   // toWellFormed: a lone surrogate would otherwise become bytes no decoder agrees on.
   const cleaned = filename.toWellFormed().replace(UNSAFE, "").trim();
   return cleaned === "" ? FALLBACK_NAME : cleaned;
@@ -44,7 +47,7 @@ function encodeExtValue(value: string): string {
  * in `filename` "since certain user agents incorrectly interpret them as percent-encoded".
  */
 export function contentDisposition(filename: string): string {
-  const name = sanitizeFilename(filename);
+  const name = dispositionFilename(filename);
   const plain = /^[\x20-\x7e]*$/.test(name) && !name.includes("%");
   if (plain) return `attachment; filename="${name}"`;
   const fallback = Array.from(name, (ch) => (ch.charCodeAt(0) < 0x80 && ch !== "%" ? ch : "_")).join("");

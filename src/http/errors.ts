@@ -62,7 +62,14 @@ export function renderError(err: Error, c: Context): Response {
     // Hono's JWT middleware and body-limit helpers throw HTTPException; keep their status but give them
     // our body shape and a stable code.
     const status = err.status as ErrorStatus;
-    const code = status === 401 ? "unauthorized" : status === 413 ? "payload_too_large" : "http_error";
+    const code: ErrorCode =
+      status === 400
+        ? "invalid_request"
+        : status === 401
+          ? "unauthorized"
+          : status === 413
+            ? "payload_too_large"
+            : "http_error";
     const message = status === 401 ? "A valid bearer token is required" : err.message || "Request failed";
     error = new ApiError(
       status,

@@ -59,14 +59,18 @@ export function decodeCursor(kind: CursorKind, cursor: string): PageKey {
 export const optionalParam = <T extends z.ZodType>(schema: T) =>
   z.preprocess((v) => (v === "" ? undefined : v), schema.optional());
 
-/** `limit`: a whole number 1..1000, default 100. Digits only, so `1e2` or `10.0` are refused, not guessed. */
-export const Limit = optionalParam(
-  z
-    .string()
-    .regex(/^\d{1,7}$/, "must be a whole number from 1 to 1000")
-    .transform(Number)
-    .pipe(z.number().int().min(1, "must be at least 1").max(1000, "must be at most 1000")),
-).transform((v) => v ?? 100);
+/** A page size from the query string: digits only, so `1e2` or `10.0` are refused, not guessed. */
+export const limitParam = (fallback: number, max: number) =>
+  optionalParam(
+    z
+      .string()
+      .regex(/^\d{1,7}$/, `must be a whole number from 1 to ${max}`)
+      .transform(Number)
+      .pipe(z.number().int().min(1, "must be at least 1").max(max, `must be at most ${max}`)),
+  ).transform((v) => v ?? fallback);
+
+/** `limit`: a whole number 1..1000, default 100. */
+export const Limit = limitParam(100, 1000);
 
 /** `cursor`: an opaque string from a previous page (decoded by the route with its kind). */
 export const Cursor = optionalParam(z.string().max(1024));

@@ -100,6 +100,8 @@ const ConfigSchema = z.object({
   RATE_LIMIT_BYTES_PER_MINUTE: wholeNumber(10 * GiB, LIMIT_BOUNDS.bytesPerMinute.min, LIMIT_BOUNDS.bytesPerMinute.max),
   MAX_ACTIVE_UPLOADS: wholeNumber(100, LIMIT_BOUNDS.maxActiveUploads.min, LIMIT_BOUNDS.maxActiveUploads.max),
   CORS_ORIGINS: corsOrigins,
+  // 30 days: long enough for an app's session tokens, short enough that a leaked one dies.
+  MAX_TOKEN_LIFETIME_SECONDS: wholeNumber(30 * 86_400, 60, 366 * 86_400),
 });
 
 /** Service configuration, parsed from the Worker's vars. */
@@ -119,6 +121,8 @@ export interface Config {
   maxActiveUploads: number;
   /** Origins CORS allows: `*` or exact `scheme://host[:port]` values. */
   corsOrigins: string[];
+  /** The furthest in the future a user token's `exp` may be: tokens valid for longer are refused. */
+  maxTokenLifetimeSeconds: number;
 }
 
 const cache = new WeakMap<object, Config>();
@@ -147,6 +151,7 @@ export function readConfig(env: Env): Config {
     bytesPerMinute: v.RATE_LIMIT_BYTES_PER_MINUTE,
     maxActiveUploads: v.MAX_ACTIVE_UPLOADS,
     corsOrigins: v.CORS_ORIGINS,
+    maxTokenLifetimeSeconds: v.MAX_TOKEN_LIFETIME_SECONDS,
   };
   cache.set(env, config);
   return config;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { MAX_PART_SIZE, MAX_PLANNABLE_SIZE, MIN_PART_SIZE } from "../core/part-plan";
 import { type Config, isCorsOrigin, LIMIT_BOUNDS, MEDIA_TYPE_PATTERN, readConfig } from "./config";
 
 /**
@@ -6,14 +7,6 @@ import { type Config, isCorsOrigin, LIMIT_BOUNDS, MEDIA_TYPE_PATTERN, readConfig
  * stored, versioned and append-only, in D1 (`settings_versions`, migrations/0002_settings.sql). A change
  * reaches every isolate within the cache lifetime below, without a deploy.
  */
-
-const MiB = 1024 ** 2;
-
-/** Multipart limits of R2 (S3-compatible): at most 10,000 parts; parts are 5 MiB–95 MiB here. */
-const MIN_PART_BYTES = 5 * MiB;
-/** Workers accept request bodies up to 100 MB on the Free and Pro plans (the smallest limit); 95 MiB fits. */
-const MAX_PART_BYTES = 95 * MiB;
-const MAX_PARTS = 10_000;
 
 const dedupe = (values: string[]) => [...new Set(values)];
 
@@ -24,10 +17,7 @@ const FIELDS = {
     .min(0)
     .max(2 ** 50),
   /** The largest file that fits in 10,000 parts of the largest part size. */
-  maxFileSizeBytes: z
-    .int()
-    .min(1)
-    .max(MAX_PARTS * MAX_PART_BYTES),
+  maxFileSizeBytes: z.int().min(1).max(MAX_PLANNABLE_SIZE),
   allowedContentTypes: z
     .array(
       z
@@ -44,7 +34,7 @@ const FIELDS = {
     .int()
     .min(60)
     .max(7 * 86_400),
-  partSizeBytes: z.int().min(MIN_PART_BYTES).max(MAX_PART_BYTES),
+  partSizeBytes: z.int().min(MIN_PART_SIZE).max(MAX_PART_SIZE),
   requestsPerSecond: z.int().min(LIMIT_BOUNDS.requestsPerSecond.min).max(LIMIT_BOUNDS.requestsPerSecond.max),
   burst: z.int().min(LIMIT_BOUNDS.burst.min).max(LIMIT_BOUNDS.burst.max),
   bytesPerMinute: z.int().min(LIMIT_BOUNDS.bytesPerMinute.min).max(LIMIT_BOUNDS.bytesPerMinute.max),

@@ -49,7 +49,6 @@ export const fileLocation = (fileId: string) => `/v1/files/${fileId}`;
 export const uploadLocation = (uploadId: string) => `/v1/tus/${uploadId}`;
 
 /** "The value of the `Upload-Expires` header MUST be in RFC 7231 datetime format." */
-export const httpDate = (ms: number) => new Date(ms).toUTCString();
 
 /** Longest `Upload-Metadata` header accepted at creation. */
 const MAX_METADATA_HEADER = 4096;

@@ -9,7 +9,6 @@
  */
 import { type Context, Hono } from "hono";
 import { createMiddleware } from "hono/factory";
-import { z } from "zod";
 import { accountFor, sessionFor } from "../../objects/stubs";
 import { auditAs, requestMeta } from "../audit/audit-middleware";
 import { requireUser } from "../auth/user-auth";
@@ -18,18 +17,19 @@ import { sanitizeFilename } from "../core/filename";
 import type { Outcome } from "../core/outcome";
 import { MAX_PLANNABLE_SIZE, planParts } from "../core/part-plan";
 import type { AppEnv } from "../http/app-env";
+import { formatHttpDate } from "../http/conditional";
 import { ApiError, unwrap } from "../http/errors";
 import { policyFromSettings } from "../settings/policy";
 import { loadSettings } from "../settings/settings";
 import { completeUpload } from "../uploads/complete-upload";
 import { createUpload } from "../uploads/create-upload";
+import { uploadIdOf } from "../uploads/upload-id";
 import {
   CHECKSUM_ALGORITHMS,
   CreationHeaders,
   FILE_LOCATION_HEADER,
   fileFieldsOf,
   fileLocation,
-  httpDate,
   isOffsetOctetStream,
   PatchHeaders,
   parseUploadChecksum,
@@ -49,15 +49,6 @@ function leaseMsOf(env: Env): number {
   const raw = (env as { TUS_LEASE_SECONDS?: string }).TUS_LEASE_SECONDS;
   const seconds = raw === undefined ? NaN : Number(raw);
   return (Number.isFinite(seconds) && seconds > 0 && seconds <= 3600 ? seconds : DEFAULT_LEASE_SECONDS) * 1000;
-}
-
-const UploadId = z.uuid();
-
-/** The upload id of the path; a malformed one names no upload. */
-function uploadIdOf(c: Context<AppEnv>): string {
-  const parsed = UploadId.safeParse(c.req.param("id"));
-  if (!parsed.success) throw new ApiError(404, "upload_not_found", "Upload not found");
-  return parsed.data;
 }
 
 /**
@@ -221,7 +212,7 @@ async function acceptAt(c: Context<AppEnv>, uploadId: string, offset: number, bo
 function acceptedHeaders(c: Context<AppEnv>, accepted: Accepted): void {
   c.header("Upload-Offset", String(accepted.offset));
   // "This header MUST be included in every `PATCH` response if the upload is going to expire."
-  if (accepted.expiresAt !== null) c.header("Upload-Expires", httpDate(accepted.expiresAt));
+  if (accepted.expiresAt !== null) c.header("Upload-Expires", formatHttpDate(accepted.expiresAt));
   if (accepted.file) c.header(FILE_LOCATION_HEADER, fileLocation(accepted.file.id));
 }
 
@@ -298,7 +289,7 @@ async function create(c: Context<AppEnv>) {
   // MUST set the `Location` header to the URL of the created resource. This URL MAY be absolute or
   // relative." "If the expiration is known at the creation, the `Upload-Expires` header MUST be included
   // in the response to the initial `POST` request."
-  const location = { Location: uploadLocation(uploadId), "Upload-Expires": httpDate(session.expiresAt) };
+  const location = { Location: uploadLocation(uploadId), "Upload-Expires": formatHttpDate(session.expiresAt) };
   for (const [name, value] of Object.entries(location)) c.header(name, value);
   // A body, or an empty upload (complete at once): write it like a PATCH at offset 0. "The Server SHOULD
   // accept as many bytes as possible and MUST include the `Upload-Offset` header in the response".
@@ -347,7 +338,7 @@ async function head(c: Context<AppEnv>) {
   // `Upload-Metadata` header and its value as specified by the Client during the creation."
   if (status.metadata) c.header("Upload-Metadata", status.metadata);
   if (status.file) c.header(FILE_LOCATION_HEADER, fileLocation(status.file.id));
-  else c.header("Upload-Expires", httpDate(status.expiresAt));
+  else c.header("Upload-Expires", formatHttpDate(status.expiresAt));
   return c.body(null, 200);
 }
 

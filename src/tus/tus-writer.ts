@@ -162,9 +162,11 @@ async function uploadPart(
   tail: TailRef[],
   reader: BodyReader,
 ): Promise<string> {
+  // Only a zero-length upload has no multipart upload, and it has no parts to write.
+  if (grant.r2UploadId === null) throw new Error("a part of an upload without a multipart upload");
   const fixed = new FixedLengthStream(size);
   const writer = fixed.writable.getWriter();
-  const uploading = bucket.resumeMultipartUpload(grant.r2Key, grant.r2UploadId!).uploadPart(partNumber, fixed.readable);
+  const uploading = bucket.resumeMultipartUpload(grant.r2Key, grant.r2UploadId).uploadPart(partNumber, fixed.readable);
   const feeding = feed(bucket, writer, size, tail, reader);
   try {
     const [uploaded] = await Promise.all([uploading, feeding]);

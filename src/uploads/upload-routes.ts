@@ -1,21 +1,24 @@
-import { type Context, Hono } from "hono";
+import { Hono } from "hono";
 import { z } from "zod";
 import { accountFor, sessionFor } from "../../objects/stubs";
-import { auditAs, requestMeta } from "../audit/audit-middleware";
+import { auditAs, auditing, requestMeta } from "../audit/audit-middleware";
 import { requireUser } from "../auth/user-auth";
-import type { FileRecord, SessionView } from "../core/domain";
+import type { SessionView } from "../core/domain";
 import { sanitizeFilename } from "../core/filename";
 import { MEDIA_TYPE } from "../core/media-type";
 import { planParts } from "../core/part-plan";
+import { publicFile } from "../files/file-records";
 import type { AppEnv } from "../http/app-env";
 import { parseContentDigest } from "../http/content-digest";
 import { ApiError, unwrap } from "../http/errors";
+import { jsonBody } from "../http/json-body";
 import { Cursor, decodeCursor, Limit, pageOf } from "../http/pagination";
 import { policyFromSettings } from "../settings/policy";
 import { loadSettings } from "../settings/settings";
 import { completeUpload } from "./complete-upload";
 import { createUpload } from "./create-upload";
 import { writePart } from "./r2-parts";
+import { uploadIdOf } from "./upload-id";
 
 /** Client metadata is a small string map: at most 2 KiB as JSON. */
 const MAX_METADATA_BYTES = 2048;
@@ -40,29 +43,12 @@ const CreateUpload = z
   })
   .strict();
 
-/** Upload ids are UUIDs the server made; anything else cannot name an upload. */
-const UploadId = z.uuid();
 /** Part numbers as written in the path; the range check against the session's plan is the session's. */
 const PartNumber = z
   .string()
   .regex(/^\d{1,6}$/, "must be a whole number")
   .transform(Number);
 const ListQuery = z.object({ cursor: Cursor, limit: Limit });
-
-/** Reads the upload id path parameter; a malformed one names no upload, so it answers 404. */
-function uploadIdOf(c: Context<AppEnv>): string {
-  const parsed = UploadId.safeParse(c.req.param("id"));
-  if (!parsed.success) throw new ApiError(404, "upload_not_found", "Upload not found");
-  return parsed.data;
-}
-
-async function jsonBody(c: Context<AppEnv>): Promise<unknown> {
-  try {
-    return await c.req.json();
-  } catch {
-    throw new ApiError(400, "invalid_request", "The body must be JSON");
-  }
-}
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -83,22 +69,7 @@ function sessionJson(s: SessionView) {
     bytesReceived: s.bytesReceived,
     expiresAt: iso(s.expiresAt),
     createdAt: iso(s.createdAt),
-    ...(s.file ? { file: fileJson(s.file) } : {}),
-  };
-}
-
-/** The public shape of a completed file. */
-export function fileJson(f: FileRecord) {
-  return {
-    id: f.id,
-    filename: f.filename,
-    size: f.size,
-    contentType: f.contentType,
-    ...(f.sha256 ? { sha256: f.sha256 } : {}),
-    etag: f.etag,
-    createdAt: iso(f.createdAt),
-    // The same shape as GET /v1/files/:id, so a client can keep the completion answer as the file.
-    metadata: f.metadata ?? {},
+    ...(s.file ? { file: publicFile(s.file) } : {}),
   };
 }
 
@@ -111,9 +82,8 @@ export const uploads = new Hono<AppEnv>()
 
   // Create: reserve the bytes in the ledger first, then open the session. If opening fails the
   // reservation is released here; if this Worker dies in between, the ledger's own check releases it.
-  .post("/", async (c) => {
-    auditAs(c, { action: "upload.create" });
-    const input = CreateUpload.parse(await jsonBody(c));
+  .post("/", auditing("upload.create"), jsonBody(CreateUpload), async (c) => {
+    const input = c.req.valid("json");
     const { settings } = await loadSettings(c.env);
     const userId = c.get("userId");
     const contentType = input.contentType ?? "application/octet-stream";
@@ -198,8 +168,16 @@ export const uploads = new Hono<AppEnv>()
     const userId = c.get("userId");
     const session = sessionFor(c.env, uploadId);
     const ticket = unwrap(await session.authorizePart(userId, partNumber, Number(lengthHeader)));
-    const body = c.req.raw.body ?? new Response(new Uint8Array(0)).body!;
-    const written = await writePart(c.env.BUCKET, ticket, partNumber, body, digest);
+    const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
+    const written = await writePart(c.env.BUCKET, ticket, partNumber, body, digest).catch(async (err) => {
+      // A write that fails because a completion or an abort ended the upload meanwhile (R2 dropped the
+      // multipart upload under the stream) is not the client's short body: say what happened.
+      const now = await session.view(userId);
+      if (now.ok && now.value.status !== "active") {
+        throw new ApiError(409, "upload_not_active", `The upload is ${now.value.status}`, { status: now.value.status });
+      }
+      throw err;
+    });
     if (written.digestMatched === false) {
       // RFC 9530 §2: the digest covers the content; a mismatch means the part is not what was sent.
       throw new ApiError(400, "digest_mismatch", "The part does not match its Content-Digest; it was not recorded", {
@@ -218,7 +196,7 @@ export const uploads = new Hono<AppEnv>()
     const uploadId = uploadIdOf(c);
     auditAs(c, { action: "upload.complete", uploadId });
     const file = await completeUpload(c.env, uploadId, c.get("userId"), requestMeta(c));
-    return c.json({ file: fileJson(file) });
+    return c.json({ file: publicFile(file) });
   })
 
   .delete("/:id", async (c) => {
