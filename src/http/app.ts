@@ -5,6 +5,7 @@ import { auditRefusals } from "../audit/audit-middleware";
 import { auditLog } from "../audit/audit-routes";
 import { files } from "../files/file-routes";
 import { links } from "../files/link-routes";
+import { resumable } from "../resumable/resumable-routes";
 import { tus } from "../tus/tus-routes";
 import { uploads } from "../uploads/upload-routes";
 import { usage } from "../uploads/usage-routes";
@@ -39,6 +40,7 @@ export function createApp() {
   app.route("/v1/usage", usage);
   app.route("/v1/uploads", uploads);
   app.route("/v1/tus", tus);
+  app.route("/v1/resumable", resumable);
   app.route("/v1/files", files);
   app.route("/v1/links", links);
   app.route("/v1/audit", auditLog);

@@ -17,7 +17,7 @@ import type { AppEnv } from "./app-env";
 /** Methods the API uses. */
 const ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
-/** Request headers a page may send: the API's own and every tus request header. */
+/** Request headers a page may send: the API's own, every tus request header and the resumable-upload draft's. */
 const ALLOW_HEADERS = [
   "Authorization",
   "Content-Type",
@@ -32,6 +32,10 @@ const ALLOW_HEADERS = [
   "Upload-Defer-Length",
   "Upload-Checksum",
   "Upload-Concat",
+  "Upload-Complete",
+  "Upload-Draft-Interop-Version",
+  "Content-Disposition",
+  "Repr-Digest",
   "Range",
   "If-Match",
   "If-None-Match",
@@ -49,6 +53,9 @@ export const EXPOSE_HEADERS = [
   "Upload-Metadata",
   "Upload-Defer-Length",
   "Upload-File-Location",
+  "Upload-Complete",
+  "Upload-Limit",
+  "Accept-Patch",
   "Tus-Resumable",
   "Tus-Version",
   "Tus-Extension",
