@@ -1,4 +1,7 @@
 /**
+ * Longer than the ~400-line guide: one sub-app with its handlers inline (the house style for routes), and
+ * each of the draft's four methods quotes the MUSTs it obeys beside the code; splitting would scatter them.
+ *
  * `/v1/resumable`: "Resumable Uploads for HTTP" (draft-ietf-httpbis-resumable-upload, interop versions 8 and
  * 6) on the same upload sessions as the native API and tus. An upload created here is a tus session inside
  * (same state machine, same lease, same tail segments, same id space: `GET /v1/uploads/:id` and `/v1/tus/:id`
@@ -35,8 +38,8 @@ import { policyFromSettings } from "../settings/policy";
 import { loadSettings } from "../settings/settings";
 import type { ExpectedChecksum } from "../tus/tus-protocol";
 import { fileFieldsOf, parseUploadMetadata } from "../tus/tus-protocol";
-import { EMPTY_BODY, type TusBody, writeTusBody } from "../tus/tus-writer";
-import { completeUpload } from "../uploads/complete-upload";
+import type { TusBody } from "../tus/tus-writer";
+import { type Accepted, appendAt, leaseMsOf, outliveClient, settledStatus, unwrapLeased } from "../tus/write-lease";
 import { createUpload } from "../uploads/create-upload";
 import { uploadIdOf } from "../uploads/upload-id";
 import { renderProblem } from "./resumable-problems";
@@ -57,45 +60,6 @@ import {
   uploadLimitHeader,
   uploadLocation,
 } from "./resumable-protocol";
-
-/** How long a write lease lasts without news from its holder; the same lease as tus (same sessions). */
-const DEFAULT_LEASE_SECONDS = 30;
-
-/** The lease length; `TUS_LEASE_SECONDS` (optional, not in wrangler.toml) shortens it for tests. */
-function leaseMsOf(env: Env): number {
-  const raw = (env as { TUS_LEASE_SECONDS?: string }).TUS_LEASE_SECONDS;
-  const seconds = raw === undefined ? NaN : Number(raw);
-  return (Number.isFinite(seconds) && seconds > 0 && seconds <= 3600 ? seconds : DEFAULT_LEASE_SECONDS) * 1000;
-}
-
-/** An outcome's value, or its failure thrown; a 423 carries `Retry-After`. */
-function refuse<T>(outcome: Outcome<T>): T {
-  if (outcome.ok) return outcome.value;
-  const { status, code, message, details } = outcome.error;
-  const retry = (details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds;
-  throw new ApiError(
-    status,
-    code,
-    message,
-    details,
-    status === 423 && retry ? { "Retry-After": String(retry) } : undefined,
-  );
-}
-
-/** Keeps a write going when the client disconnects, so it can record what arrived and give the lease back. */
-function outliveClient<T>(c: Context<AppEnv>, work: Promise<T>): Promise<T> {
-  try {
-    c.executionCtx.waitUntil(
-      work.then(
-        () => {},
-        () => {},
-      ),
-    );
-  } catch {
-    // No execution context (app.request() in a test): the promise runs to completion anyway.
-  }
-  return work;
-}
 
 const inconsistentLength = (message: string, details?: unknown) =>
   new ApiError(400, "inconsistent_upload_length", message, details);
@@ -132,56 +96,6 @@ function bodyLength(c: Context<AppEnv>, contentLength: number | undefined): numb
     throw new ApiError(411, "length_required", "Content needs a Content-Length");
   }
   return contentLength ?? 0;
-}
-
-interface Accepted {
-  offset: number;
-  /** When the unfinished upload expires; null once it is a file. */
-  expiresAt: number | null;
-  file: FileRecord | null;
-  /** The upload was complete before this request: it changed nothing. */
-  wasComplete: boolean;
-}
-
-/**
- * Takes the lease at `offset`, streams the body into parts and tail segments (the tus writer), records it,
- * and when the last byte is in completes the upload exactly as every front door does (`completeUpload`:
- * assemble, ledger commit, files row, audit). With an empty body it also finishes an upload whose writer
- * died after its last byte.
- */
-async function writeAt(c: Context<AppEnv>, uploadId: string, offset: number, body: TusBody): Promise<Accepted> {
-  const env = c.env;
-  const userId = c.get("userId");
-  const meta = requestMeta(c);
-  const leaseMs = leaseMsOf(env);
-  const { settings } = await loadSettings(env);
-  const session = sessionFor(env, uploadId);
-  const grant = refuse(
-    await session.tusBeginWrite(userId, {
-      offset,
-      contentLength: body.length,
-      uploadLength: body.uploadLength,
-      checksum: body.checksum !== null,
-      policy: policyFromSettings(settings),
-      leaseMs,
-    }),
-  );
-  if (grant.kind === "done") return { offset: grant.offset, expiresAt: null, file: grant.file, wasComplete: true };
-  let reached = grant.offset;
-  if (grant.kind === "write") {
-    const written = await writeTusBody(env, userId, uploadId, grant, body, leaseMs, meta);
-    if (!written.completing) {
-      return { offset: written.offset, expiresAt: written.expiresAt, file: null, wasComplete: false };
-    }
-    reached = written.offset;
-  }
-  try {
-    const file = await completeUpload(env, uploadId, userId, meta);
-    return { offset: reached, expiresAt: null, file, wasComplete: false };
-  } catch (err) {
-    await session.tusReleaseLease(userId, grant.token, null).catch(() => {});
-    throw err;
-  }
 }
 
 /** The user's largest possible upload now: their file size limit (with overrides), capped by the quota left. */
@@ -263,7 +177,7 @@ async function appendRefusal(
     case "exceeds_upload_length":
     case "upload_length_mismatch":
     case "upload_length_too_small": {
-      const now = refuse(await session.tusStatus(userId));
+      const now = unwrapLeased(await session.tusStatus(userId));
       if (now.file) {
         const headers = { [FILE_LOCATION_HEADER]: fileLocation(now.file.id) };
         if (bytes > 0) {
@@ -450,7 +364,7 @@ async function create(c: Context<AppEnv>) {
   if (bytes > 0 || complete || length === 0) {
     const body: TusBody = { stream: bytes > 0 ? c.req.raw.body : null, length: bytes, uploadLength: null, checksum };
     try {
-      accepted = await outliveClient(c, writeAt(c, uploadId, 0, body));
+      accepted = await outliveClient(c, appendAt(c, uploadId, 0, body));
     } catch (err) {
       throw await appendRefusal(c, uploadId, err, 0, bytes);
     }
@@ -492,16 +406,8 @@ async function head(c: Context<AppEnv>) {
   const uploadId = uploadIdOf(c);
   auditAs(c, { action: "upload.read", uploadId });
   const userId = c.get("userId");
-  const session = sessionFor(c.env, uploadId);
-  let status = refuse(await session.tusStatus(userId));
-  if (status.needsFinish) {
-    // Every byte is here but whoever brought the last one died before completing: complete it now, so the
-    // offset reported (= the length) comes with a file.
-    await outliveClient(c, writeAt(c, uploadId, status.offset, EMPTY_BODY));
-    status = refuse(await session.tusStatus(userId));
-  } else if (!status.file) {
-    await noWriterAt(c, uploadId, status.offset);
-  }
+  const status = await settledStatus(c, uploadId);
+  if (!status.file && !status.needsFinish) await noWriterAt(c, uploadId, status.offset);
   c.header("Upload-Offset", String(status.offset));
   c.header("Upload-Complete", status.file ? "?1" : "?0");
   if (status.length !== null) c.header("Upload-Length", String(status.length));
@@ -542,7 +448,7 @@ async function noWriterAt(c: Context<AppEnv>, uploadId: string, offset: number):
       "Retry-After": "1",
     });
   }
-  const grant: TusWriteGrant = refuse(probe);
+  const grant: TusWriteGrant = unwrapLeased(probe);
   if (grant.kind !== "done") await session.tusReleaseLease(userId, grant.token, null);
 }
 
@@ -613,7 +519,7 @@ async function append(c: Context<AppEnv>) {
   };
   let accepted: Accepted;
   try {
-    accepted = await outliveClient(c, writeAt(c, uploadId, offset, body));
+    accepted = await outliveClient(c, appendAt(c, uploadId, offset, body));
   } catch (err) {
     throw await appendRefusal(c, uploadId, err, offset, bytes);
   }
@@ -642,7 +548,7 @@ async function cancel(c: Context<AppEnv>) {
   interopVersionOf(c);
   const uploadId = uploadIdOf(c);
   auditAs(c, { action: "upload.abort", uploadId });
-  refuse(await sessionFor(c.env, uploadId).tusTerminate(c.get("userId"), requestMeta(c)));
+  unwrapLeased(await sessionFor(c.env, uploadId).tusTerminate(c.get("userId"), requestMeta(c)));
   return c.body(null, 204);
 }
 

@@ -12,7 +12,6 @@ import { createMiddleware } from "hono/factory";
 import { accountFor, sessionFor } from "../../objects/stubs";
 import { auditAs, requestMeta } from "../audit/audit-middleware";
 import { requireUser } from "../auth/user-auth";
-import type { FileRecord } from "../core/domain";
 import { sanitizeFilename } from "../core/filename";
 import type { Outcome } from "../core/outcome";
 import { MAX_PLANNABLE_SIZE, planParts } from "../core/part-plan";
@@ -21,7 +20,6 @@ import { formatHttpDate } from "../http/conditional";
 import { ApiError, unwrap } from "../http/errors";
 import { policyFromSettings } from "../settings/policy";
 import { loadSettings } from "../settings/settings";
-import { completeUpload } from "../uploads/complete-upload";
 import { createUpload } from "../uploads/create-upload";
 import { uploadIdOf } from "../uploads/upload-id";
 import {
@@ -39,17 +37,8 @@ import {
   tusHeaders,
   uploadLocation,
 } from "./tus-protocol";
-import { EMPTY_BODY, type TusBody, writeTusBody } from "./tus-writer";
-
-/** How long a write lease lasts without news from its holder (who renews it while it streams). */
-const DEFAULT_LEASE_SECONDS = 30;
-
-/** The lease length; `TUS_LEASE_SECONDS` (optional, not in wrangler.toml) shortens it for tests. */
-function leaseMsOf(env: Env): number {
-  const raw = (env as { TUS_LEASE_SECONDS?: string }).TUS_LEASE_SECONDS;
-  const seconds = raw === undefined ? NaN : Number(raw);
-  return (Number.isFinite(seconds) && seconds > 0 && seconds <= 3600 ? seconds : DEFAULT_LEASE_SECONDS) * 1000;
-}
+import type { TusBody } from "./tus-writer";
+import { type Accepted, appendAt, outliveClient, settledStatus, unwrapLeased } from "./write-lease";
 
 /**
  * "The `X-HTTP-Method-Override` request header MUST be a string which MUST be interpreted as the
@@ -59,35 +48,6 @@ function leaseMsOf(env: Env): number {
 function methodOf(c: Context<AppEnv>): string {
   const override = c.req.header("X-HTTP-Method-Override")?.trim();
   return (override || c.req.method).toUpperCase();
-}
-
-/** An outcome's value, or its failure thrown; a 423 carries `Retry-After`. */
-function tusUnwrap<T>(outcome: Outcome<T>): T {
-  if (outcome.ok) return outcome.value;
-  const { status, code, message, details } = outcome.error;
-  const retry = (details as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds;
-  throw new ApiError(
-    status,
-    code,
-    message,
-    details,
-    status === 423 && retry ? { "Retry-After": String(retry) } : undefined,
-  );
-}
-
-/** Keeps a write going when the client disconnects, so it can record what arrived and give the lease back. */
-function outliveClient<T>(c: Context<AppEnv>, work: Promise<T>): Promise<T> {
-  try {
-    c.executionCtx.waitUntil(
-      work.then(
-        () => {},
-        () => {},
-      ),
-    );
-  } catch {
-    // No execution context (app.request() in a test): the promise runs to completion anyway.
-  }
-  return work;
 }
 
 /**
@@ -161,51 +121,6 @@ function bodyOf(
     uploadLength,
     checksum: parseUploadChecksum(h["upload-checksum"]),
   };
-}
-
-interface Accepted {
-  offset: number;
-  /** When the unfinished upload expires; null once it is a file. */
-  expiresAt: number | null;
-  file: FileRecord | null;
-}
-
-/**
- * Takes the lease at `offset`, streams the body, records it, and when the last byte is in, completes the
- * upload exactly as the native complete does (shared `completeUpload`: assemble, ledger commit, files
- * row, audit). Also used with an empty body to finish an upload whose writer died after its last byte.
- */
-async function acceptAt(c: Context<AppEnv>, uploadId: string, offset: number, body: TusBody): Promise<Accepted> {
-  const env = c.env;
-  const userId = c.get("userId");
-  const meta = requestMeta(c);
-  const leaseMs = leaseMsOf(env);
-  const { settings } = await loadSettings(env);
-  const session = sessionFor(env, uploadId);
-  const grant = tusUnwrap(
-    await session.tusBeginWrite(userId, {
-      offset,
-      contentLength: body.length,
-      uploadLength: body.uploadLength,
-      checksum: body.checksum !== null,
-      policy: policyFromSettings(settings),
-      leaseMs,
-    }),
-  );
-  if (grant.kind === "done") return { offset: grant.offset, expiresAt: null, file: grant.file };
-  let reached = grant.offset;
-  if (grant.kind === "write") {
-    const written = await writeTusBody(env, userId, uploadId, grant, body, leaseMs, meta);
-    if (!written.completing) return { offset: written.offset, expiresAt: written.expiresAt, file: null };
-    reached = written.offset;
-  }
-  try {
-    const file = await completeUpload(env, uploadId, userId, meta);
-    return { offset: reached, expiresAt: null, file };
-  } catch (err) {
-    await session.tusReleaseLease(userId, grant.token, null).catch(() => {});
-    throw err;
-  }
 }
 
 /** Response headers after bytes were accepted. */
@@ -296,7 +211,7 @@ async function create(c: Context<AppEnv>) {
   if (body.length > 0 || length === 0) {
     let accepted: Accepted;
     try {
-      accepted = await outliveClient(c, acceptAt(c, uploadId, 0, body));
+      accepted = await outliveClient(c, appendAt(c, uploadId, 0, body));
     } catch (err) {
       // The upload exists: tell the client where, so it can resume from HEAD.
       if (err instanceof ApiError)
@@ -320,15 +235,7 @@ async function head(c: Context<AppEnv>) {
   c.header("Cache-Control", "no-store");
   const uploadId = uploadIdOf(c);
   auditAs(c, { action: "upload.read", uploadId });
-  const userId = c.get("userId");
-  const session = sessionFor(c.env, uploadId);
-  let status = tusUnwrap(await session.tusStatus(userId));
-  if (status.needsFinish) {
-    // Every byte is here but whoever brought the last one died before completing: complete it now, so
-    // the offset HEAD reports (= the length) really means a file.
-    await outliveClient(c, acceptAt(c, uploadId, status.offset, EMPTY_BODY));
-    status = tusUnwrap(await session.tusStatus(userId));
-  }
+  const status = await settledStatus(c, uploadId);
   c.header("Upload-Offset", String(status.offset));
   // "As long as the length of the upload is not known, the Server MUST set `Upload-Defer-Length: 1` in
   // all responses to `HEAD` requests."
@@ -356,7 +263,7 @@ async function patch(c: Context<AppEnv>) {
   }
   const h = PatchHeaders.parse(tusHeaders(c));
   const body = bodyOf(c, h, h["upload-length"] ?? null);
-  acceptedHeaders(c, await outliveClient(c, acceptAt(c, uploadId, h["upload-offset"], body)));
+  acceptedHeaders(c, await outliveClient(c, appendAt(c, uploadId, h["upload-offset"], body)));
   return c.body(null, 204);
 }
 
@@ -372,7 +279,7 @@ async function terminate(c: Context<AppEnv>) {
   auditAs(c, { action: "upload.abort", uploadId });
   const userId = c.get("userId");
   const meta = requestMeta(c);
-  const ended = tusUnwrap(await sessionFor(c.env, uploadId).tusTerminate(userId, meta));
+  const ended = unwrapLeased(await sessionFor(c.env, uploadId).tusTerminate(userId, meta));
   if (ended.kind === "file") {
     const removed = (await accountFor(c.env, userId).removeFile({
       userId,
