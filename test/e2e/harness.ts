@@ -132,7 +132,12 @@ export async function startDevServer(options: StartOptions = {}): Promise<DevSer
       // not listening yet
     }
     if (Date.now() > deadline) {
-      child.kill("SIGKILL");
+      // The launcher leads a process group (detached): end wrangler and workerd with it, not just npx.
+      try {
+        if (child.pid) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
       throw new Error(`wrangler dev did not become ready:\n${log}`);
     }
     await new Promise((r) => setTimeout(r, 250));
