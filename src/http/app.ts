@@ -32,6 +32,18 @@ export function createApp() {
       generator: () => crypto.randomUUID(),
     }),
   );
+  // A handler that returns a Response of its own (file downloads) bypasses the headers set on the context:
+  // put the request id on it too, so every response carries one.
+  app.use(async (c, next) => {
+    await next();
+    if (c.res.headers.has(REQUEST_ID_HEADER)) return;
+    try {
+      c.res.headers.set(REQUEST_ID_HEADER, c.get("requestId"));
+    } catch {
+      c.res = new Response(c.res.body, c.res);
+      c.res.headers.set(REQUEST_ID_HEADER, c.get("requestId"));
+    }
+  });
   app.use(requestLog);
   app.use(cors);
   app.use("/v1/*", auditRefusals);

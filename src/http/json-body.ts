@@ -3,6 +3,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { every } from "hono/combine";
 import { createMiddleware } from "hono/factory";
+import { HTTPException } from "hono/http-exception";
 import type { z } from "zod";
 import type { AppEnv } from "./app-env";
 import { ApiError, invalidRequest, zodDetails } from "./errors";
@@ -59,5 +60,20 @@ export function jsonBody<T extends z.ZodType>(schema: T) {
     if (!result.success)
       throw invalidRequest("The request body is invalid", zodDetails(result.error as unknown as z.ZodError));
   });
-  return every(requireJsonMediaType, capJsonBody, validate as MiddlewareHandler) as typeof validate;
+  const read = every(capJsonBody, validate as MiddlewareHandler);
+  const reader = createMiddleware<AppEnv>(async (c, next) => {
+    let handled = false;
+    try {
+      await read(c, async () => {
+        handled = true;
+        await next();
+      });
+    } catch (err) {
+      // A body that breaks while it is read (malformed chunked framing, a client gone mid-body) is the
+      // request's fault, not the server's: 400, not 500. Errors from the handler itself pass through.
+      if (handled || err instanceof ApiError || err instanceof HTTPException) throw err;
+      throw invalidRequest("The request body could not be read", { cause: String(err).slice(0, 200) });
+    }
+  });
+  return every(requireJsonMediaType, reader) as typeof validate;
 }
