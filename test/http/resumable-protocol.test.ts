@@ -4,7 +4,17 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { sessionFor } from "../../objects/stubs";
-import { callJson, callWithVars, MiB, type Reply, randomBytes, sha256Hex, sleep, tokenFor } from "../support/http";
+import {
+  callJson,
+  callWithVars,
+  gatedBody,
+  MiB,
+  type Reply,
+  randomBytes,
+  sha256Hex,
+  sleep,
+  tokenFor,
+} from "../support/http";
 import { d1Upload, drain } from "../support/objects";
 import { draftClient, limitsOf, PROBLEM } from "../support/resumable";
 import { fileIdOf, storedBytes, worker } from "../support/tus";
@@ -27,28 +37,6 @@ function expectProblem(reply: Reply, status: number, code: string, type = "about
 function expectHeadProblem(reply: Reply, status: number) {
   expect(reply.status).toBe(status);
   expect(reply.headers.get("Content-Type")).toBe("application/problem+json");
-}
-
-/** A body that sends `head`, then waits for `send()` (the rest) or `drop()` (a broken connection). */
-function gatedBody(head: Uint8Array, rest: Uint8Array) {
-  let open!: (how: "send" | "drop") => void;
-  const gate = new Promise<"send" | "drop">((r) => (open = r));
-  let sentHead = false;
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (!sentHead) {
-        sentHead = true;
-        controller.enqueue(head);
-        return;
-      }
-      if ((await gate) === "drop") controller.error(new Error("connection dropped"));
-      else {
-        controller.enqueue(rest);
-        controller.close();
-      }
-    },
-  });
-  return { stream, send: () => open("send"), drop: () => open("drop") };
 }
 
 describe("interop versions (Appendix B)", { timeout: 30_000 }, () => {
