@@ -35,7 +35,12 @@ export default defineConfig({
           name: "worker",
           // Tests that stream several 8 MiB parts take 3-4 s alone; the margin keeps a busy machine green.
           testTimeout: 30_000,
-          include: ["test/unit/**/*.test.ts", "test/objects/**/*.test.ts", "test/http/**/*.test.ts"],
+          include: [
+            "test/unit/**/*.test.ts",
+            "test/objects/**/*.test.ts",
+            "test/http/**/*.test.ts",
+            "test/faults/**/*.test.ts",
+          ],
           setupFiles: ["./test/support/setup.ts"],
         },
       },

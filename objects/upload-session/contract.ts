@@ -6,11 +6,16 @@
 import type { FileRecord, PartRecord, UploadStatus } from "../../src/core/domain";
 import type { AccountPolicy } from "../../src/core/policy";
 
-/** What the Worker needs to write a part straight to R2. */
+/**
+ * What the Worker needs to write a part straight to R2. `attempt` numbers this write of the part: the
+ * Worker passes it back to `recordPart` (or `forgetPart` when the write fails), so the session can tell
+ * whether another write of the same number was authorized or reported in between.
+ */
 export interface PartTicket {
   r2Key: string;
   r2UploadId: string;
   expectedSize: number;
+  attempt: number;
 }
 
 /** What the Worker needs to assemble the object, or the file when the upload is already completed. */
@@ -22,6 +27,8 @@ export type CompletionStep =
       contentType: string;
       parts: { partNumber: number; etag: string }[];
       sha256: string | null;
+      /** Which completion this is (the session counts them): the Worker names it when it finishes. */
+      attempt: number;
     }
   | { kind: "done"; file: FileRecord };
 
@@ -29,6 +36,23 @@ export type CompletionStep =
 export interface AssemblyResult {
   etag: string;
   checksum: "verified" | "not_declared" | { mismatch: string };
+  /**
+   * The completion (`CompletionStep.attempt`) this assembly belongs to. With it, an assembly that succeeded
+   * after its completion was handed back (the session is active again) still finishes: R2 consumed the
+   * multipart upload, so the object is what holds the bytes now.
+   */
+  attempt?: number;
+}
+
+/**
+ * Where a completion that the Worker gave up on (`abandonCompletion`) left the upload: `active` again
+ * (the usual case), or already settled by someone else (`file` when it completed meanwhile); with the
+ * parts now missing (first 1,000), which are all of them when R2 rejected the parts.
+ */
+export interface AbandonedCompletion {
+  status: UploadStatus;
+  file: FileRecord | null;
+  missingParts: number[];
 }
 
 /**

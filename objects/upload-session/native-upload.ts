@@ -1,13 +1,31 @@
 /**
- * The native API's steps on a session (create, view, parts, two-phase completion, abort). Each is one
- * synchronous step over the session's storage; the class awaits around them.
+ * The native API's steps on a session (create, view, parts, abort; completion is in completion.ts). Each
+ * is one synchronous step over the session's storage; the class awaits around them.
+ *
+ * The parts record must always describe what R2 holds (issue 17). R2 replaces part n the moment a write
+ * of n reaches `uploadPart`, before the Worker knows whether the write will be accepted (its digest is
+ * checked as it streams), and a Worker may die at any point after that. So:
+ *
+ * - `authorizePart` forgets n as it issues the ticket: from then on R2's part n may hold the new write's
+ *   bytes, so n is missing until a write of it is recorded. A Worker that dies mid-write leaves n
+ *   missing, never "recorded with the old ETag" (completion would then fail in R2, not in the session).
+ * - `recordPart` records n only for the latest ticket issued for n, with no other write of n reported in
+ *   between (`part_attempts`).
+ * - `forgetPart` is a write that failed after its ticket (digest mismatch, body cut short, storage
+ *   error): n stays missing, and any write of n still in flight is outdated.
+ *
+ * The rule for writes of the same part that overlap (a client error, but a flaky network makes
+ * retries overlap): R2 keeps the last write that completed, and the session cannot see which that was.
+ * So only a write that no other write of n overlapped is recorded; every overlapped one is refused
+ * (`409 part_write_conflict`, or outdated by a failed one) and leaves n missing, to be sent again. Missing
+ * is always safe: completion refuses with `parts_missing` and names it; a wrong ETag is never recorded.
  */
 import type { RequestMeta } from "../../src/core/audit";
-import type { FileRecord, PartRecord, SessionInit, SessionView, UploadStatus } from "../../src/core/domain";
+import type { PartRecord, SessionInit, SessionView, UploadStatus } from "../../src/core/domain";
 import { fail, type Outcome, ok } from "../../src/core/outcome";
 import { checkpoint } from "./checkpoint";
-import { type AssemblyResult, type CompletionStep, type PartTicket, tailPrefix } from "./contract";
-import { end, expireIfDue, move } from "./lifecycle";
+import type { PartTicket } from "./contract";
+import { end, expireIfDue } from "./lifecycle";
 import { notActive, notFound, refuseUnlessActive, tusOnly } from "./refusals";
 import { missingParts, partSizeOf, type Session } from "./session";
 import { type Answer, answer, type SessionContext } from "./session-context";
@@ -60,7 +78,11 @@ export function viewOf(store: SessionStore, session: Session): SessionView {
   };
 }
 
-/** Checks that part `partNumber` of exactly `size` bytes may be written now, and says where. Records nothing. */
+/**
+ * Checks that part `partNumber` of exactly `size` bytes may be written now, says where, and numbers the
+ * write. From here on R2's part n may be replaced at any moment, so an earlier record of n is forgotten
+ * now (see the top of this file).
+ */
 export function authorizePart(
   cx: SessionContext,
   userId: string,
@@ -88,117 +110,82 @@ export function authorizePart(
   }
   // A session with parts has a multipart upload: only an empty file (no parts) is opened without one.
   if (session.r2UploadId === null) throw new Error("a native session with parts has no multipart upload");
-  return ok({ r2Key: session.r2Key, r2UploadId: session.r2UploadId, expectedSize });
+  const attempt = cx.store.nextPartAttempt(partNumber);
+  // A re-send: the part is missing until this write (or a later one) is recorded.
+  if (cx.store.removePart(partNumber)) checkpoint(cx, Date.now());
+  return ok({ r2Key: session.r2Key, r2UploadId: session.r2UploadId, expectedSize, attempt });
 }
 
-/** Records a part the Worker wrote to R2 (replacing an earlier upload of the same number) and slides the expiry. */
+/**
+ * Records a part the Worker wrote to R2 and slides the expiry. `attempt` is the ticket's number: a write
+ * that another write of the same part overlapped is not recorded (see the top of this file). Without
+ * one (a caller from before tickets were numbered) the part is recorded as reported.
+ */
 export function recordPart(
   cx: SessionContext,
   userId: string,
   part: PartRecord,
   meta: RequestMeta,
+  attempt?: number,
 ): Outcome<PartRecord> {
   const session = cx.store.loadOwnedBy(userId);
   if (!session) return notFound();
   if (session.protocol === "tus") return tusOnly();
-  const refused = refuseUnlessActive(expireIfDue(cx, session));
+  const current = expireIfDue(cx, session);
+  const now = Date.now();
+  if (current.status === "completing" && attempt !== undefined) {
+    // This write's ticket was issued while active, and n was recorded again before the completion began:
+    // another write of n overlapped this one, and this one may have replaced it in R2 since. Forget n;
+    // should the assembly fail for it, the upload is handed back with n missing.
+    outdatePart(cx, part.partNumber, now);
+    return notActive(current.status);
+  }
+  const refused = refuseUnlessActive(current);
   if (refused) return refused;
   if (
     part.partNumber < 1 ||
-    part.partNumber > session.partCount ||
-    part.size !== partSizeOf(session, part.partNumber)
+    part.partNumber > current.partCount ||
+    part.size !== partSizeOf(current, part.partNumber)
   ) {
     return fail(400, "part_size_mismatch", "The part does not match the session's plan");
   }
-  const now = Date.now();
+  if (attempt !== undefined && attempt !== cx.store.partAttempt(part.partNumber)) {
+    outdatePart(cx, part.partNumber, now);
+    return fail(
+      409,
+      "part_write_conflict",
+      `Another write of part ${part.partNumber} overlapped this one; the part is missing: send it again, once`,
+      { partNumber: part.partNumber },
+    );
+  }
   cx.store.putPart(part, now);
   // Each accepted part slides the expiry: an upload that makes progress never expires mid-way.
-  cx.store.slideExpiry(now + session.ttlMs);
+  cx.store.slideExpiry(now + current.ttlMs);
   checkpoint(cx, now, { action: "upload.part", meta, bytes: part.size, metadata: { partNumber: part.partNumber } });
   return ok(part);
 }
 
 /**
- * First half of completion: checks every part is present and moves to `completing`. Returns what the
- * Worker needs to assemble the object. Safe to repeat (a retried or concurrent complete gets the same
- * step; a completed upload gets its file).
+ * A write of part `partNumber` failed after its ticket was issued (its digest did not match, its body was
+ * cut short, R2 or the Worker failed): R2 may hold its bytes under that number now, or not; the part stays
+ * missing, and any other write of it still in flight is outdated. Idempotent; an upload that no longer
+ * takes parts is left as it is (a completing one forgets the part, as `recordPart` does).
  */
-export function beginCompletion(cx: SessionContext, userId: string): Outcome<CompletionStep> {
+export function forgetPart(cx: SessionContext, userId: string, partNumber: number): Outcome<{ missing: true }> {
   const session = cx.store.loadOwnedBy(userId);
   if (!session) return notFound();
-  const current = expireIfDue(cx, session);
-  if (current.status === "completed") return ok({ kind: "done", file: current.file });
-  if (current.status === "active") {
-    // A tus upload moves to completing itself, atomically with its last byte (see tusFinishWrite).
-    if (current.protocol === "tus")
-      return fail(409, "upload_incomplete", "A tus upload completes when its last byte arrives");
-    const missing = missingParts(current.partCount, cx.store.partNumbers());
-    if (missing.length > 0) {
-      return fail(409, "parts_missing", `${missing.length} part(s) have not been uploaded`, {
-        missingParts: missing.slice(0, 1000),
-      });
-    }
-    const now = Date.now();
-    move(cx, current, "completing", now);
-    cx.store.slideExpiry(now + current.ttlMs);
-    checkpoint(cx, now);
-  } else if (current.status !== "completing") {
-    return notActive(current.status);
+  if (session.protocol === "tus") return tusOnly();
+  const open = session.status === "active" || session.status === "completing";
+  if (open && Number.isInteger(partNumber) && partNumber >= 1 && partNumber <= session.partCount) {
+    outdatePart(cx, partNumber, Date.now());
   }
-  return ok({
-    kind: "assemble",
-    r2Key: session.r2Key,
-    r2UploadId: session.r2UploadId,
-    contentType: session.contentType,
-    parts: cx.store.parts().map((p) => ({ partNumber: p.partNumber, etag: p.etag })),
-    sha256: session.sha256,
-  });
+  return ok({ missing: true });
 }
 
-/**
- * Second half of completion: records the assembled file and queues the commit of the reservation into
- * used bytes, or, when the declared SHA-256 did not match (the Worker has deleted the object), fails
- * the upload and queues the release of the reservation. Either way the ledger is settled before the
- * answer goes out, so the caller's next look at its usage already shows it.
- */
-export function finishCompletion(
-  cx: SessionContext,
-  userId: string,
-  result: AssemblyResult,
-  meta: RequestMeta,
-): Answer<FileRecord> {
-  const session = cx.store.loadOwnedBy(userId);
-  if (!session) return answer(notFound());
-  if (session.status === "completed") return answer(ok(session.file));
-  if (session.status !== "completing") return answer(notActive(session.status));
-  const now = Date.now();
-  if (typeof result.checksum === "object") {
-    const details = { expected: session.sha256, actual: result.checksum.mismatch };
-    move(cx, session, "failed", now, "checksum_mismatch");
-    cx.outbox.enqueue("ledger", { userId, uploadId: session.uploadId, kind: "release", reason: "checksum_mismatch" });
-    checkpoint(cx, now, { action: "upload.fail", meta, bytes: 0, errorCode: "checksum_mismatch", metadata: details });
-    const refusal = fail(422, "checksum_mismatch", "The assembled file does not match the declared SHA-256", details);
-    return answer(refusal, ["ledger"]);
-  }
-  const file: FileRecord = {
-    id: session.fileId,
-    userId,
-    uploadId: session.uploadId,
-    filename: session.filename,
-    size: session.size,
-    contentType: session.contentType,
-    sha256: session.sha256,
-    etag: result.etag,
-    r2Key: session.r2Key,
-    metadata: session.metadata,
-    createdAt: now,
-  };
-  move(cx, session, "completed", now);
-  cx.store.recordFile(file, now);
-  if (session.protocol === "tus") cx.outbox.enqueue("r2", { op: "deletePrefix", prefix: tailPrefix(session.uploadId) });
-  cx.outbox.enqueue("ledger", { userId, uploadId: session.uploadId, kind: "commit", file });
-  checkpoint(cx, now, { action: "upload.complete", meta, bytes: session.size, fileId: file.id });
-  return answer(ok(file), ["ledger"]);
+/** Forgets part `n` and outdates every ticket issued for it so far (one step). */
+function outdatePart(cx: SessionContext, n: number, now: number): void {
+  cx.store.nextPartAttempt(n);
+  if (cx.store.removePart(n)) checkpoint(cx, now);
 }
 
 /** Aborts the upload: its R2 multipart upload is aborted and its reservation released. Idempotent. */

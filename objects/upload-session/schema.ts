@@ -53,4 +53,14 @@ export const SESSION_SCHEMA: readonly string[] = [
      key   TEXT NOT NULL UNIQUE,
      size  INTEGER NOT NULL CHECK (size > 0)
    );`,
+  // Keeping the parts record true to R2 (issue 17). R2 replaces part n the moment a write of n reaches
+  // uploadPart, before the Worker knows whether it will be accepted; each ticket for part n is numbered
+  // (`part_attempts`), and only the write of the latest ticket, with no other write of n reported since,
+  // may record n (see native-upload.ts). `completion_attempts` numbers the completions begun, so a
+  // Worker whose assembly succeeded after its completion was handed back can still finish it.
+  `CREATE TABLE part_attempts (
+     part_number  INTEGER PRIMARY KEY,
+     attempt      INTEGER NOT NULL
+   );
+   ALTER TABLE session ADD COLUMN completion_attempts INTEGER NOT NULL DEFAULT 0;`,
 ];

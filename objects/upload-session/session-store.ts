@@ -180,7 +180,71 @@ export class SessionStore {
     );
   }
 
-  /** Records a tus part (parts go in order, so its number is new). */
+  /** The recorded part `n`, or null. */
+  part(n: number): PartRecord | null {
+    const row = oneRow<{ part_number: number; size: number; etag: string }>(
+      this.sql,
+      "SELECT part_number, size, etag FROM parts WHERE part_number = ?",
+      n,
+    );
+    return row && { partNumber: row.part_number, size: row.size, etag: row.etag };
+  }
+
+  /** Forgets part `n`; true when it was recorded. */
+  removePart(n: number): boolean {
+    return this.sql.exec("DELETE FROM parts WHERE part_number = ? RETURNING part_number", n).toArray().length > 0;
+  }
+
+  /** Forgets part `n` and every part after it; true when any was recorded. */
+  removePartsFrom(n: number): boolean {
+    return this.sql.exec("DELETE FROM parts WHERE part_number >= ? RETURNING part_number", n).toArray().length > 0;
+  }
+
+  /** Forgets every recorded part and outdates every ticket issued so far. */
+  forgetParts(): void {
+    this.sql.exec("DELETE FROM parts");
+    this.sql.exec("UPDATE part_attempts SET attempt = attempt + 1");
+  }
+
+  /** Issues the next ticket number for part `n` (1 for its first write), which outdates every earlier one. */
+  nextPartAttempt(n: number): number {
+    return this.sql
+      .exec<{ attempt: number }>(
+        `INSERT INTO part_attempts (part_number, attempt) VALUES (?, 1)
+         ON CONFLICT (part_number) DO UPDATE SET attempt = attempt + 1
+         RETURNING attempt`,
+        n,
+      )
+      .one().attempt;
+  }
+
+  /** The number of the latest ticket issued for part `n`, or null when none was. */
+  partAttempt(n: number): number | null {
+    return (
+      oneRow<{ attempt: number }>(this.sql, "SELECT attempt FROM part_attempts WHERE part_number = ?", n)?.attempt ??
+      null
+    );
+  }
+
+  /** How many completions were begun (each move to completing counts one; the first is 1). */
+  completionAttempts(): number {
+    return this.sql.exec<{ n: number }>("SELECT completion_attempts AS n FROM session WHERE id = 1").one().n;
+  }
+
+  /** Counts one more completion begun and returns its number. */
+  countCompletion(): number {
+    return this.sql
+      .exec<{ n: number }>(
+        `UPDATE session SET completion_attempts = completion_attempts + 1 WHERE id = 1
+         RETURNING completion_attempts AS n`,
+      )
+      .one().n;
+  }
+
+  /**
+   * Records a tus part. Parts go in order, so its number is new: the tus steps check that no reported
+   * part is recorded before they write (a second INSERT of a number would be a constraint error).
+   */
   insertPart(part: PartRecord, now: number): void {
     this.sql.exec(
       "INSERT INTO parts (part_number, size, etag, uploaded_at) VALUES (?, ?, ?, ?)",

@@ -22,8 +22,17 @@ import {
   type TusWriteResult,
   tailPrefix,
 } from "./contract";
-import { end, expireIfDue, grantLease, move, recordLength } from "./lifecycle";
-import { conflict, leaseLost, leaseNotHeld, locked, notFound, offsetMismatch, refuseTus } from "./refusals";
+import { end, expireIfDue, grantLease, handBack, recordLength, startCompletion } from "./lifecycle";
+import {
+  conflict,
+  leaseLost,
+  leaseNotHeld,
+  locked,
+  notFound,
+  offsetMismatch,
+  refuseTus,
+  writeRejected,
+} from "./refusals";
 import { type Lease, liveLease, type Session } from "./session";
 import { type Answer, answer, discardTail, type SessionContext } from "./session-context";
 import { admitTusWrite, checkTusPart, newTailKey, planTusFinish, type WriteAdmission } from "./tus-write-plan";
@@ -189,11 +198,22 @@ export function recordTusPart(
   meta: RequestMeta,
 ): Outcome<{ offset: number }> {
   const got = tusWritable(cx, userId, token);
-  if (!got.ok) return got;
+  if (!got.ok) return refuseReport(cx, userId, token, [part], got);
   const session = got.value;
+  const now = Date.now();
+  // A number already recorded: the same part reported again (a retried call) changes nothing; another
+  // one means R2's part was written over, and the record from it on no longer holds (review 17b).
+  const known = cx.store.part(part.partNumber);
+  if (known) {
+    if (known.etag === part.etag && known.size === part.size) return ok({ offset: cx.store.offset() });
+    forgetFrom(cx, session, part.partNumber, now);
+    return writeRejected("The part was already recorded with other bytes; resume from the offset", {
+      partNumber: part.partNumber,
+      offset: cx.store.offset(),
+    });
+  }
   const rejected = checkTusPart(session, { partCount: cx.store.partCount(), tailKeys: cx.store.tailKeys() }, part);
   if (rejected) return rejected;
-  const now = Date.now();
   cx.store.insertPart(part, now);
   // The recorded tail was consumed into the part: forget it and delete its objects.
   for (const key of cx.store.tailKeys()) discardTail(cx, key);
@@ -218,12 +238,30 @@ export function finishTusWrite(
   meta: RequestMeta,
 ): Outcome<TusWriteResult> {
   const got = tusWritable(cx, userId, token);
-  if (!got.ok) return rejectWrite(cx, fin, got);
+  if (!got.ok) {
+    const refusal = refuseReport(cx, userId, token, fin.parts, got);
+    return rejectWrite(cx, cx.store.loadOwnedBy(userId), fin, refusal);
+  }
   const session = got.value;
   const now = Date.now();
+  if (fin.newTail && !isOwnTailKey(session, fin.newTail.key)) {
+    // Never record a key the session would later delete as its own (review 17a).
+    return writeRejected("The new tail segment is not under this upload's tail prefix");
+  }
+  // Numbers already recorded (review 17b): refused before anything is written, so the parts INSERT below
+  // can never meet a constraint; a number recorded with another ETag was written over in R2.
+  const again = fin.parts.flatMap((p) => {
+    const recorded = cx.store.part(p.partNumber);
+    return recorded ? [{ n: p.partNumber, same: recorded.etag === p.etag && recorded.size === p.size }] : [];
+  });
+  if (again.length > 0) {
+    const overwritten = again.filter((p) => !p.same).map((p) => p.n);
+    if (overwritten.length > 0) forgetFrom(cx, session, Math.min(...overwritten), now);
+    return rejectWrite(cx, session, fin, writeRejected("A reported part is already recorded; resume from the offset"));
+  }
   const recorded = { partCount: cx.store.partCount(), partBytes: cx.store.partBytes(), tail: cx.store.tail() };
   const planned = planTusFinish(session, recorded, fin);
-  if (!planned.ok) return rejectWrite(cx, fin, planned);
+  if (!planned.ok) return rejectWrite(cx, session, fin, planned);
   const plan = planned.value;
   for (const part of fin.parts) cx.store.insertPart(part, now);
   if (fin.parts.length > 0 || fin.newTail) {
@@ -238,8 +276,9 @@ export function finishTusWrite(
   if (plan.lengthToRecord !== null) recordLength(cx, session, plan.lengthToRecord);
   const current = cx.store.reload();
   if (plan.completing) {
-    move(cx, current, "completing", now);
-    cx.store.slideExpiryAndLease(now + current.ttlMs, now + leaseMs);
+    // The writer keeps the lease to drive the completion; the alarm resolves it if it never does.
+    startCompletion(cx, current, now);
+    cx.store.renewLease(now + leaseMs);
   } else {
     cx.store.clearLease();
   }
@@ -259,18 +298,25 @@ export function finishTusWrite(
 
 /**
  * Gives the lease back after a failed write (checksum mismatch, a body cut short, a storage error) and
- * queues the deletion of the tail segment it wrote but never recorded. Nothing recorded changes.
+ * queues the deletion of the tail segment it wrote but never recorded. Nothing recorded changes. A key
+ * that is not an unrecorded key under this upload's own tail prefix is refused and nothing changes
+ * (review 17a): a wrong key must never delete another object, nor a segment the upload still needs.
  */
 export function releaseTusLease(
   cx: SessionContext,
   userId: string,
   token: string,
   unrecordedTail: string | null,
-): void {
+): Outcome<{ released: boolean }> {
   const session = cx.store.loadOwnedBy(userId);
-  if (!session) return;
+  if (!session) return notFound();
+  if (unrecordedTail && !isOwnTailKey(session, unrecordedTail)) {
+    return writeRejected("The tail key is not under this upload's tail prefix", { key: unrecordedTail });
+  }
   if (unrecordedTail && !cx.store.tailKeys().includes(unrecordedTail)) discardTail(cx, unrecordedTail);
-  if (session.lease?.token === token) cx.store.clearLease();
+  const held = session.lease?.token === token;
+  if (held) cx.store.clearLease();
+  return ok({ released: held });
 }
 
 /**
@@ -292,7 +338,7 @@ export function terminateTus(cx: SessionContext, userId: string, meta: RequestMe
   if (current.status === "completing") {
     const lease = liveLease(current, now);
     if (lease) return answer(locked(lease.expiresAt - now));
-    end(cx, current, "failed", now, "client_terminate", { action: "upload.abort", meta, bytes: 0 }, true);
+    end(cx, current, "failed", now, "client_terminate", { action: "upload.abort", meta, bytes: 0 });
   } else {
     end(cx, current, "aborted", now, "client_terminate", { action: "upload.abort", meta, bytes: 0 });
   }
@@ -300,10 +346,56 @@ export function terminateTus(cx: SessionContext, userId: string, meta: RequestMe
   return answer(ok({ kind: "terminated" }), ["ledger", "r2"]);
 }
 
-/** Refuses the end of a write: nothing is recorded, and the new tail segment it wrote is queued for deletion. */
-function rejectWrite(cx: SessionContext, fin: TusFinish, refusal: Refusal): Refusal {
-  if (fin.newTail) discardTail(cx, fin.newTail.key);
+/**
+ * Refuses the end of a write: nothing is recorded, and the new tail segment it wrote is queued for
+ * deletion, if it is a key of this upload's own that is not recorded (review 17a).
+ */
+function rejectWrite(cx: SessionContext, session: Session | null, fin: TusFinish, refusal: Refusal): Refusal {
+  const key = fin.newTail?.key;
+  if (key && session && isOwnTailKey(session, key) && !cx.store.tailKeys().includes(key)) discardTail(cx, key);
   return refusal;
+}
+
+/** Whether `key` is a key of this upload's own tail prefix (the only keys a writer may name). */
+function isOwnTailKey(session: Session, key: string): boolean {
+  const prefix = tailPrefix(session.uploadId);
+  return key.length > prefix.length && key.startsWith(prefix) && !key.slice(prefix.length).includes("/");
+}
+
+/**
+ * Parts reported by a writer whose report is refused. If that writer no longer holds the lease (it lost
+ * it mid-body, and another writer took over), its parts are in R2 now, under numbers the new writer
+ * writes or has written too, and R2 keeps whichever landed last: the record from the lowest of them on
+ * can no longer be trusted, so it is forgotten (with the tail that follows it), and the current lease is
+ * revoked so its holder re-reads the offset. tus clients resume from HEAD's offset. Returns `refusal`.
+ */
+function refuseReport(
+  cx: SessionContext,
+  userId: string,
+  token: string,
+  parts: readonly TusPart[],
+  refusal: Refusal,
+): Refusal {
+  const session = cx.store.loadOwnedBy(userId);
+  if (!session || parts.length === 0 || session.lease?.token === token) return refusal;
+  if (session.status !== "active" && session.status !== "completing") return refusal;
+  forgetFrom(cx, session, Math.min(...parts.map((p) => p.partNumber)), Date.now());
+  cx.store.clearLease();
+  return refusal;
+}
+
+/**
+ * Forgets the recorded parts from `n` on and the tail after them: R2 no longer holds what they describe
+ * (tus bytes are in order, so nothing after a forgotten part can stand). A completing upload is handed
+ * back first: it could otherwise be assembled from the parts that remain, a shorter file.
+ */
+function forgetFrom(cx: SessionContext, session: Session, n: number, now: number): void {
+  if (n > cx.store.partCount()) return;
+  if (session.status === "completing") handBack(cx, session, now);
+  cx.store.removePartsFrom(n);
+  for (const key of cx.store.tailKeys()) discardTail(cx, key);
+  cx.store.clearTail();
+  checkpoint(cx, now);
 }
 
 /** The caller's tus session, expired if due; refused (404/410) when it is not there for tus any more. */

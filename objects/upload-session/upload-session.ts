@@ -5,7 +5,9 @@ import { runOnD1, type Topic } from "../shared/outbox";
 import { runR2Jobs } from "../shared/r2-jobs";
 import { SqliteObject } from "../shared/sqlite-object";
 import { accountFor } from "../stubs";
+import { abandonCompletion, beginCompletion, finishCompletion, resolveDueCompletion } from "./completion";
 import type {
+  AbandonedCompletion,
   AssemblyResult,
   CompletionStep,
   LedgerView,
@@ -18,17 +20,8 @@ import type {
   TusWriteRequest,
   TusWriteResult,
 } from "./contract";
-import { runDueExpiry } from "./lifecycle";
-import {
-  abortUpload,
-  authorizePart,
-  beginCompletion,
-  createSession,
-  finishCompletion,
-  recordPart,
-  viewFor,
-  viewOf,
-} from "./native-upload";
+import { dueCompletion, runDueExpiry } from "./lifecycle";
+import { abortUpload, authorizePart, createSession, forgetPart, recordPart, viewFor, viewOf } from "./native-upload";
 import { notFound } from "./refusals";
 import { SESSION_SCHEMA } from "./schema";
 import { type Answer, type SessionContext, type SessionTopics, scheduleAlarm } from "./session-context";
@@ -44,6 +37,9 @@ import {
   terminateTus,
   tusStatus,
 } from "./tus-upload";
+
+/** How soon the alarm asks R2 again about a completion past its window when R2 did not answer. */
+const RETRY_COMPLETION_CHECK_MS = 60_000;
 
 /**
  * One per upload: owns the multipart session (parts and their ETags, since R2's binding cannot list
@@ -105,15 +101,33 @@ export class UploadSession extends SqliteObject<SessionTopics> {
 
   /**
    * Checks that part `partNumber` of exactly `size` bytes may be written now and returns where to write
-   * it. Nothing is recorded: the part counts only once `recordPart` has its ETag.
+   * it, with the write's ticket number. A part recorded before is forgotten now (R2 may replace it from
+   * this moment): the part counts again only once `recordPart` has the new write's ETag.
    */
   async authorizePart(userId: string, partNumber: number, size: number): Promise<Outcome<PartTicket>> {
     return authorizePart(this.#cx, userId, partNumber, size);
   }
 
-  /** Records a part the Worker wrote to R2 (replacing an earlier upload of the same number) and slides the expiry. */
-  async recordPart(userId: string, part: PartRecord, meta: RequestMeta): Promise<Outcome<PartRecord>> {
-    return recordPart(this.#cx, userId, part, meta);
+  /**
+   * Records a part the Worker wrote to R2 and slides the expiry. `attempt` is the ticket's number: a write
+   * that another write of the same part overlapped is refused (409 part_write_conflict) and the part stays
+   * missing.
+   */
+  async recordPart(
+    userId: string,
+    part: PartRecord,
+    meta: RequestMeta,
+    attempt?: number,
+  ): Promise<Outcome<PartRecord>> {
+    return recordPart(this.#cx, userId, part, meta, attempt);
+  }
+
+  /**
+   * A write of part `partNumber` failed after its ticket (digest mismatch, a body cut short, a storage
+   * error): R2 may hold its bytes now, so the part is missing until it is sent again. Idempotent.
+   */
+  async forgetPart(userId: string, partNumber: number): Promise<Outcome<{ missing: true }>> {
+    return forgetPart(this.#cx, userId, partNumber);
   }
 
   /**
@@ -132,6 +146,21 @@ export class UploadSession extends SqliteObject<SessionTopics> {
    */
   async finishCompletion(userId: string, result: AssemblyResult, meta: RequestMeta): Promise<Outcome<FileRecord>> {
     return this.#answer(finishCompletion(this.#cx, userId, result, meta));
+  }
+
+  /**
+   * The Worker could not assemble the object for completion `attempt` (R2 refused the parts or failed):
+   * the upload is handed back, active again, so the client can complete again, re-send parts or abort.
+   * `partsRejected` (R2 does not hold a part as recorded, and does not say which): every part is
+   * forgotten, to be sent again. Says where the upload stands (with its file, if another request
+   * completed it meanwhile).
+   */
+  async abandonCompletion(
+    userId: string,
+    attempt?: number,
+    partsRejected?: boolean,
+  ): Promise<Outcome<AbandonedCompletion>> {
+    return abandonCompletion(this.#cx, userId, attempt, partsRejected);
   }
 
   /** Aborts the upload: the R2 multipart upload is aborted and the reservation released. Idempotent. */
@@ -221,8 +250,12 @@ export class UploadSession extends SqliteObject<SessionTopics> {
    * Gives the lease back after a failed write (checksum mismatch, a body cut short, a storage error) and
    * queues the deletion of the tail segment it wrote but never recorded. Nothing recorded changes.
    */
-  async tusReleaseLease(userId: string, token: string, unrecordedTail: string | null): Promise<void> {
-    releaseTusLease(this.#cx, userId, token, unrecordedTail);
+  async tusReleaseLease(
+    userId: string,
+    token: string,
+    unrecordedTail: string | null,
+  ): Promise<Outcome<{ released: boolean }>> {
+    return releaseTusLease(this.#cx, userId, token, unrecordedTail);
   }
 
   /**
@@ -254,12 +287,35 @@ export class UploadSession extends SqliteObject<SessionTopics> {
   }
 
   /**
-   * The one alarm, multiplexed: expire the session when its time has come, then deliver the outbox.
-   * At-least-once and idempotent: every step checks the current state first.
+   * The one alarm, multiplexed: expire the session when its time has come, resolve a completion past its
+   * window, then deliver the outbox. At-least-once and idempotent: every step checks the current state
+   * first.
    */
   override async alarm(): Promise<void> {
     runDueExpiry(this.#cx, Date.now());
+    await this.#resolveDueCompletion();
     await this.#deliver();
+  }
+
+  /**
+   * A completion whose Worker never came back (or is far slower than the window allows): ask R2 whether
+   * the object was assembled, then resolve it (completion.ts `resolveDueCompletion`). If R2 does not
+   * answer, try again in a minute: the deadline moves, or the alarm would fire again at once.
+   */
+  async #resolveDueCompletion(): Promise<void> {
+    const due = dueCompletion(this.#cx, Date.now());
+    if (!due) return;
+    let assembled: { etag: string } | null;
+    try {
+      const head = await this.env.BUCKET.head(due.r2Key);
+      assembled = head ? { etag: head.etag } : null;
+    } catch (err) {
+      console.warn(JSON.stringify({ level: "warn", msg: "completion check failed", error: String(err) }));
+      if (dueCompletion(this.#cx, Date.now())) this.#cx.store.slideExpiry(Date.now() + RETRY_COMPLETION_CHECK_MS);
+      return;
+    }
+    // The await let other requests in: resolveDueCompletion checks the session again.
+    resolveDueCompletion(this.#cx, assembled, Date.now());
   }
 
   /** Delivers what `answer` waits for, then gives its outcome. */

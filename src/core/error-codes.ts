@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   part_out_of_range: "No such part number in the upload's plan.",
   part_size_mismatch: "The part is not exactly the size the plan gives it.",
   parts_missing: "Some parts have not been uploaded yet.",
+  part_write_conflict: "Another write of the same part overlapped this one; the part is missing: send it again.",
   digest_mismatch: "The body does not match its Content-Digest.",
   checksum_mismatch: "The assembled file or chunk does not match its declared checksum.",
   storage_error: "R2 refused or failed an operation; retry.",

@@ -57,8 +57,25 @@ export async function writePart(
 }
 
 /**
+ * R2 refused to assemble because a part it was given is not what it holds under that number ("InvalidPart":
+ * R2's error 10025, "One or more of the specified parts could not be found"): the session's record of its
+ * parts is not true to R2, and R2 does not say which part. Only a fault outside the session's knowledge
+ * gets here (the session forgets a part whenever a write of it may have reached R2 unrecorded).
+ */
+export class PartsRejected extends ApiError {
+  constructor(cause: string) {
+    super(502, "storage_error", "Storage does not hold the parts as recorded", { cause });
+  }
+}
+
+/** R2's InvalidPart, as the binding reports it (its code, its name, or its message). */
+const INVALID_PART = /InvalidPart|10025|parts could not be found/i;
+
+/**
  * Assembles the object from its recorded parts (or writes an empty object for an empty file). A retry
- * after R2 already completed the upload finds the object in place and carries on.
+ * after R2 already completed the upload finds the object in place and carries on. A failure is one the
+ * client can act on: completeUpload hands the upload back (a 502 to retry; PartsRejected: every part is
+ * to be sent again).
  */
 export async function assembleObject(
   bucket: R2Bucket,
@@ -74,9 +91,14 @@ export async function assembleObject(
   } catch (err) {
     const existing = await bucket.head(step.r2Key);
     if (existing) return { etag: existing.etag };
-    throw new ApiError(502, "storage_error", "Storage could not assemble the upload; retry the completion", {
-      cause: String(err instanceof Error ? err.message : err).slice(0, 200),
-    });
+    const cause = String(err instanceof Error ? err.message : err).slice(0, 200);
+    if (INVALID_PART.test(cause)) throw new PartsRejected(cause);
+    throw new ApiError(
+      502,
+      "storage_error",
+      "Storage could not assemble the upload; it is active again: retry the completion, or abort",
+      { cause, status: "active" },
+    );
   }
 }
 

@@ -156,6 +156,12 @@ export const uploads = new Hono<AppEnv>()
 
   // One part, streamed from the request straight into R2. The session checks the part against its plan
   // before a byte moves, and records it (with its ETag) only after R2 has it and the digest matched.
+  //
+  // R2 replaces part n as soon as this write reaches uploadPart, before the digest is known, so from the
+  // ticket on the session counts n as missing (authorizePart forgets an earlier record of it), and any
+  // failure after the ticket tells the session so (forgetPart) before answering: a re-send that fails
+  // leaves the part missing, never recorded with the ETag of bytes R2 no longer has (issue 17). If this
+  // Worker dies before it can say so, the part stays missing all the same.
   .put("/:id/parts/:n", async (c) => {
     const uploadId = uploadIdOf(c);
     auditAs(c, { action: "upload.part", uploadId });
@@ -169,25 +175,37 @@ export const uploads = new Hono<AppEnv>()
     const session = sessionFor(c.env, uploadId);
     const ticket = unwrap(await session.authorizePart(userId, partNumber, Number(lengthHeader)));
     const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
-    const written = await writePart(c.env.BUCKET, ticket, partNumber, body, digest).catch(async (err) => {
-      // A write that fails because a completion or an abort ended the upload meanwhile (R2 dropped the
-      // multipart upload under the stream) is not the client's short body: say what happened.
-      const now = await session.view(userId);
-      if (now.ok && now.value.status !== "active") {
-        throw new ApiError(409, "upload_not_active", `The upload is ${now.value.status}`, { status: now.value.status });
-      }
-      throw err;
-    });
-    if (written.digestMatched === false) {
-      // RFC 9530 §2: the digest covers the content; a mismatch means the part is not what was sent.
-      throw new ApiError(400, "digest_mismatch", "The part does not match its Content-Digest; it was not recorded", {
-        partNumber,
+    try {
+      const written = await writePart(c.env.BUCKET, ticket, partNumber, body, digest).catch(async (err) => {
+        // A write that fails because a completion or an abort ended the upload meanwhile (R2 dropped the
+        // multipart upload under the stream) is not the client's short body: say what happened.
+        const now = await session.view(userId);
+        if (now.ok && now.value.status !== "active") {
+          throw new ApiError(409, "upload_not_active", `The upload is ${now.value.status}`, {
+            status: now.value.status,
+          });
+        }
+        throw err;
       });
+      if (written.digestMatched === false) {
+        // RFC 9530 §2: the digest covers the content; a mismatch means the part is not what was sent. Its
+        // bytes reached R2 all the same (the digest is known only once they have streamed through).
+        throw new ApiError(
+          400,
+          "digest_mismatch",
+          "The part does not match its Content-Digest; it was not recorded, and the part is missing until sent again",
+          { partNumber },
+        );
+      }
+      const part = { partNumber, size: ticket.expectedSize, etag: written.etag };
+      return c.json(unwrap(await session.recordPart(userId, part, requestMeta(c), ticket.attempt)));
+    } catch (err) {
+      // Whatever failed after the ticket (the body, R2, the digest, the record itself), R2 may now hold
+      // this write's bytes as part n: the part must be missing. Best effort: if this call fails too, the
+      // part is missing already since authorizePart.
+      await session.forgetPart(userId, partNumber).catch(() => {});
+      throw err;
     }
-    const part = unwrap(
-      await session.recordPart(userId, { partNumber, size: ticket.expectedSize, etag: written.etag }, requestMeta(c)),
-    );
-    return c.json(part);
   })
 
   // Complete: assemble in R2, verify the declared SHA-256 by reading the object back through a digest,

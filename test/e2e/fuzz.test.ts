@@ -14,15 +14,7 @@ import { type DevServer, startDevServer } from "./harness.ts";
  * Delete an entry when its fix lands; entries that match nothing any more are printed at the end of the
  * run so they can go. Never skip the test instead.
  */
-const KNOWN_FINDINGS: { match: RegExp; item: string }[] = [
-  {
-    // A part recorded, then re-sent with a wrong Content-Digest: R2 replaced the part under the recorded
-    // ETag, so completion answers 502 storage_error on every retry. The fix (the session forgets a part
-    // whose re-send failed; a failed completion hands the upload back) is in progress with the fault suite.
-    match: /^(probe\|part:refused-resend|app-5xx\|[\w-]+\|502\|storage_error)$/,
-    item: "issue 17 item 1: a failed part re-send poisons an upload (fix not landed yet)",
-  },
-];
+const KNOWN_FINDINGS: { match: RegExp; item: string }[] = [];
 
 describe("HTTP fuzzer, CI pass", () => {
   let server: DevServer;

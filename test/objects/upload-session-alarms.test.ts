@@ -1,21 +1,24 @@
 // The upload session's one alarm, driven with runDurableObjectAlarm: expiry (and the cron sweep that wakes
 // a session whose alarm was lost), outbox delivery through a D1 outage, and a completion abandoned
-// mid-way. The runtime also fires due alarms on its own, so every test holds whichever runs first.
+// mid-way (resolved within its window from what R2 holds). The runtime also fires due alarms on its own,
+// so every test holds whichever runs first.
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { accountFor, sessionFor } from "../../objects/stubs";
 import { sweepExpiredUploads } from "../../src/uploads/expiry-sweep";
 import {
+  call,
   callJson,
   callWithVars,
   eventualRows,
   putPart,
   randomBytes,
+  sha256Hex,
   sleep,
   tokenFor,
   uploadWhole,
 } from "../support/http";
-import { d1Upload, drain } from "../support/objects";
+import { d1Upload, drain, runAlarmAfter, testMeta } from "../support/objects";
 
 describe("expiry", () => {
   it("expires an idle upload from its alarm: R2 upload aborted, reservation released, then 410", async () => {
@@ -136,20 +139,155 @@ describe("checkpoints through the outbox", () => {
   });
 });
 
-describe("the session state machine", () => {
-  it("fails a completion abandoned mid-way once it expires, releasing quota and removing the object", async () => {
-    const api = callWithVars({ UPLOAD_TTL_SECONDS: "1" });
-    const token = await tokenFor("abandoned");
-    const created = await api("/v1/uploads", { method: "POST", token, json: { filename: "a", size: 10 } });
+/**
+ * A completion whose Worker never came back (issue 17 item 2): the session stays `completing` only for its
+ * completion window (minutes, not the TTL), then its alarm asks R2 what was assembled and resolves it.
+ * Tests move the deadline into the past rather than wait, then run the alarm.
+ */
+describe("a completion abandoned mid-way", () => {
+  /** A one-part upload of `size` random bytes, its part recorded; `sha256` declared when asked. */
+  async function withPart(user: string, opts: { sha256?: boolean } = {}) {
+    const token = await tokenFor(user);
+    const bytes = randomBytes(10);
+    const created = await callJson("/v1/uploads", {
+      method: "POST",
+      token,
+      json: { filename: "a", size: bytes.length, ...(opts.sha256 ? { sha256: await sha256Hex(bytes) } : {}) },
+    });
     const { uploadId } = created.body;
-    await putPart(uploadId, 1, randomBytes(10), token);
-    // A Worker begins completion, then dies before finishing.
-    const step = await sessionFor(env, uploadId).beginCompletion("abandoned");
-    expect(step).toMatchObject({ ok: true, value: { kind: "assemble" } });
-    await sleep(1100);
-    await runDurableObjectAlarm(sessionFor(env, uploadId));
-    await drain(sessionFor(env, uploadId));
+    expect((await putPart(uploadId, 1, bytes, token)).status).toBe(200);
+    return { token, uploadId, session: sessionFor(env, uploadId), bytes };
+  }
+
+  /** A Worker begins the completion (and dies): the step it got. */
+  async function begin(session: ReturnType<typeof sessionFor>, user: string) {
+    const step = await session.beginCompletion(user);
+    if (!step.ok || step.value.kind !== "assemble") throw new Error(`no step: ${JSON.stringify(step)}`);
+    return step.value;
+  }
+
+  /** What R2 does for a Worker that got as far as assembling the object. */
+  async function assemble(step: { r2Key: string; r2UploadId: string | null; parts: R2UploadedPart[] }) {
+    if (!step.r2UploadId) throw new Error("no multipart upload");
+    return env.BUCKET.resumeMultipartUpload(step.r2Key, step.r2UploadId).complete(step.parts);
+  }
+
+  /** Moves the completion's deadline into the past and runs the alarm. */
+  async function passWindow(session: ReturnType<typeof sessionFor>) {
+    await runInDurableObject(session, (_o, state) => {
+      state.storage.sql.exec("UPDATE session SET expires_at = ?", Date.now() - 1);
+    });
+    await runAlarmAfter(session);
+  }
+
+  it("is due within minutes, not the TTL", async () => {
+    const { session } = await withPart("window");
+    const before = Date.now();
+    await begin(session, "window");
+    const view = await session.view("window");
+    if (!view.ok) throw new Error("no view");
+    expect(view.value.status).toBe("completing");
+    expect(view.value.expiresAt).toBeLessThanOrEqual(before + 6 * 60_000 + 1000);
+    const alarm = await runInDurableObject(session, (_o, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+    expect(alarm).toBeLessThanOrEqual(view.value.expiresAt);
+  });
+
+  it("nothing assembled: handed back (active, parts intact), and completing again succeeds", async () => {
+    const { token, uploadId, session } = await withPart("abandoned");
+    await begin(session, "abandoned");
+    await passWindow(session);
+    const view = await callJson(`/v1/uploads/${uploadId}`, { token });
+    expect(view.body).toMatchObject({ status: "active", missingParts: [] });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ reservedBytes: 10, usedBytes: 0 });
+    const done = await callJson(`/v1/uploads/${uploadId}/complete`, { method: "POST", token });
+    expect(done.status).toBe(200);
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ reservedBytes: 0, usedBytes: 10 });
+    await drain(session);
+    expect(await d1Upload(uploadId)).toMatchObject({ status: "completed" });
+    const audit = await env.DB.prepare(
+      "SELECT action, success, error_code FROM file_access_logs WHERE upload_id = ? AND error_code IS NOT NULL",
+    )
+      .bind(uploadId)
+      .all();
+    expect(audit.results).toContainEqual({ action: "upload.complete", success: 0, error_code: "completion_abandoned" });
+  });
+
+  it("assembled, no SHA-256 declared: finished by the alarm; the slow Worker gets the same file", async () => {
+    const { token, uploadId, session } = await withPart("assembled");
+    const step = await begin(session, "assembled");
+    const object = await assemble(step);
+    await passWindow(session);
+    await drain(session);
+    const view = await callJson(`/v1/uploads/${uploadId}`, { token });
+    expect(view.body).toMatchObject({ status: "completed", file: { size: 10, etag: object.etag } });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 10, reservedBytes: 0 });
+    const late = await session.finishCompletion(
+      "assembled",
+      { etag: object.etag, checksum: "not_declared", attempt: step.attempt },
+      testMeta,
+    );
+    expect(late).toMatchObject({ ok: true, value: { id: view.body.file.id, etag: object.etag } });
+  });
+
+  it("assembled but its SHA-256 never verified: failed, the object deleted, the quota released", async () => {
+    const { token, uploadId, session } = await withPart("unverified", { sha256: true });
+    const step = await begin(session, "unverified");
+    const object = await assemble(step);
+    await passWindow(session);
+    await drain(session);
     expect((await callJson(`/v1/uploads/${uploadId}`, { token })).body.status).toBe("failed");
+    expect(await env.BUCKET.head(step.r2Key)).toBeNull();
     expect((await callJson("/v1/usage", { token })).body).toMatchObject({ reservedBytes: 0, usedBytes: 0 });
+    // The Worker was only slow: its finish is refused, and what it assembled does not come back.
+    const late = await session.finishCompletion(
+      "unverified",
+      { etag: object.etag, checksum: "verified", attempt: step.attempt },
+      testMeta,
+    );
+    expect(late).toMatchObject({ ok: false, error: { status: 409, code: "upload_not_active" } });
+    await drain(session);
+    expect(await env.BUCKET.head(step.r2Key)).toBeNull();
+  });
+
+  it("a Worker whose assembly succeeds after the hand-back still finishes it (review 17c)", async () => {
+    const { token, uploadId, session } = await withPart("slow-worker");
+    const step = await begin(session, "slow-worker");
+    await passWindow(session);
+    expect((await callJson(`/v1/uploads/${uploadId}`, { token })).body.status).toBe("active");
+    const object = await assemble(step);
+    // Without the completion it belongs to, a finish on an active upload changes nothing.
+    for (const attempt of [undefined, 0, step.attempt + 1]) {
+      const refused = await session.finishCompletion(
+        "slow-worker",
+        { etag: object.etag, checksum: "not_declared", attempt },
+        testMeta,
+      );
+      expect(refused, String(attempt)).toMatchObject({ ok: false, error: { status: 409 } });
+    }
+    const done = await session.finishCompletion(
+      "slow-worker",
+      { etag: object.etag, checksum: "not_declared", attempt: step.attempt },
+      testMeta,
+    );
+    expect(done).toMatchObject({ ok: true, value: { etag: object.etag, size: 10 } });
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 10, reservedBytes: 0 });
+  });
+
+  it("a slow Worker that finds the upload aborted: what it assembled is deleted", async () => {
+    const { token, uploadId, session } = await withPart("slow-aborted");
+    const step = await begin(session, "slow-aborted");
+    await passWindow(session);
+    const object = await assemble(step);
+    expect((await call(`/v1/uploads/${uploadId}`, { method: "DELETE", token })).status).toBe(204);
+    const late = await session.finishCompletion(
+      "slow-aborted",
+      { etag: object.etag, checksum: "not_declared", attempt: step.attempt },
+      testMeta,
+    );
+    expect(late).toMatchObject({ ok: false, error: { status: 409, code: "upload_not_active" } });
+    await drain(session);
+    expect(await env.BUCKET.head(step.r2Key)).toBeNull();
+    expect((await callJson("/v1/usage", { token })).body).toMatchObject({ usedBytes: 0, reservedBytes: 0 });
   });
 });

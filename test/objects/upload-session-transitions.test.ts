@@ -1,10 +1,10 @@
 // The upload session's state machine, observed through its RPC methods: every legal move
-// (active → completing → completed | failed; active → aborted | expired), the moves it refuses, and that
-// nothing leaves a terminal state. Each move that ends an upload settles the ledger: a completed upload's
-// reservation becomes used bytes, any other end gives it back.
+// (active → completing → completed | failed | active; active → aborted | expired), the moves it refuses,
+// and that nothing leaves a terminal state. Each move that ends an upload settles the ledger: a completed
+// upload's reservation becomes used bytes, any other end gives it back.
 //
-// The table in the object also allows active → failed, but no method takes that path (a failure always
-// happens while completing), so there is nothing to observe for it here.
+// active → completed | failed are taken only by a Worker whose assembly succeeded after its completion
+// was handed back (completing → active); the alarm test (upload-session-alarms.test.ts) observes them.
 import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { accountFor, sessionFor } from "../../objects/stubs";
@@ -137,6 +137,26 @@ describe("legal transitions", () => {
     expect(await s.status()).toBe("failed");
     expect(await s.usage()).toMatchObject({ usedBytes: 0, reservedBytes: 0, activeUploads: 0 });
     expect(await s.session.tusStatus(s.userId)).toMatchObject(refused(410, "upload_terminated"));
+  });
+
+  it("completing → active when the Worker gives the completion up; a later complete begins again", async () => {
+    const s = await openSession();
+    await toCompleting(s);
+    const back = await s.session.abandonCompletion(s.userId, 1);
+    expect(back).toEqual({ ok: true, value: { status: "active", file: null, missingParts: [] } });
+    expect(await s.status()).toBe("active");
+    // The reservation is still held, the part still recorded; abort (or a part, or complete) works again.
+    expect(await s.usage()).toMatchObject({ usedBytes: 0, reservedBytes: SIZE, activeUploads: 1 });
+    expect(await s.session.beginCompletion(s.userId)).toMatchObject({
+      ok: true,
+      value: { kind: "assemble", parts: [{ partNumber: 1, etag: "etag-1" }], attempt: 2 },
+    });
+    // A give-up from the first completion's Worker does not hand back the second one.
+    expect(await s.session.abandonCompletion(s.userId, 1)).toMatchObject({ ok: true, value: { status: "completing" } });
+    expect(await s.status()).toBe("completing");
+    expect(await s.session.abandonCompletion(s.userId, 2)).toMatchObject({ ok: true, value: { status: "active" } });
+    expect(await s.session.abort(s.userId, testMeta)).toEqual({ ok: true, value: { status: "aborted" } });
+    expect(await s.usage()).toMatchObject({ usedBytes: 0, reservedBytes: 0, activeUploads: 0 });
   });
 
   it("active → aborted: the R2 multipart upload is aborted and the reservation given back", async () => {
@@ -276,6 +296,8 @@ describe("nothing leaves a terminal state", () => {
         expect(finish, JSON.stringify(checksum)).toMatchObject(t.finish);
       }
       expect(await s.session.abort(s.userId, testMeta)).toMatchObject(t.abort);
+      expect(await s.session.abandonCompletion(s.userId)).toMatchObject({ ok: true, value: { status: t.state } });
+      expect(await s.session.forgetPart(s.userId, 1)).toMatchObject({ ok: true });
       await runDurableObjectAlarm(s.session);
       await drain(s.session);
 
