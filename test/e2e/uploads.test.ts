@@ -147,19 +147,18 @@ describe("resumable multipart upload through wrangler dev", () => {
       { action: "upload.part", n: 8 },
     ]);
   });
-});
-
-describe("quota and expiry through wrangler dev", () => {
-  let server: DevServer;
-  const size = 6 * MiB;
-  beforeAll(async () => {
-    server = await startDevServer({ vars: { DEFAULT_QUOTA_BYTES: 10 * size, UPLOAD_TTL_SECONDS: 2 } });
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
 
   it("lets exactly 10 of 50 simultaneous creates in when the quota fits 10", async () => {
+    // The user's quota fits exactly 10 uploads of this size. This server keeps the default TTL (24 h): under
+    // the 2 s TTL of the expiry test below, an upload created first could expire on a busy machine before
+    // the last of the 50 is admitted, and free its reservation for an 11th.
+    const size = 6 * MiB;
+    const override = await fetch(`${server.url}/v1/admin/users/e2e-stampede`, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${server.adminToken}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ quotaBytes: 10 * size }),
+    });
+    expect(override.status).toBe(200);
     const token = await server.token("e2e-stampede");
     const responses = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
@@ -178,6 +177,16 @@ describe("quota and expiry through wrangler dev", () => {
     expect(bodies.filter((b) => b.error).every((b) => b.error.code === "quota_exceeded")).toBe(true);
     const usage = (await (await server.fetch("/v1/usage", { token })).json()) as any;
     expect(usage).toMatchObject({ reservedBytes: 10 * size, usedBytes: 0, activeUploads: 10 });
+  });
+});
+
+describe("expiry through wrangler dev", () => {
+  let server: DevServer;
+  beforeAll(async () => {
+    server = await startDevServer({ vars: { UPLOAD_TTL_SECONDS: 2 } });
+  });
+  afterAll(async () => {
+    await server?.stop();
   });
 
   it("expires an idle upload after its TTL: reservation released, then 410", async () => {
