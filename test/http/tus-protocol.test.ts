@@ -418,12 +418,13 @@ describe("unknown, foreign, expired and terminated uploads", () => {
   });
 
   it("an expired upload answers 410 to HEAD and PATCH", async () => {
-    const api = callWithVars({ UPLOAD_TTL_SECONDS: "1" });
+    // 3 s: long enough that the first PATCH lands before expiry even on a busy machine.
+    const api = callWithVars({ UPLOAD_TTL_SECONDS: "3" });
     const token = await tokenFor("tus-expired");
     const tus = tusClient(token, api);
     const id = (await tus.create({ length: 100 })).uploadId!;
     expect((await tus.patch(id, 0, randomBytes(50))).status).toBe(204);
-    await sleep(1100);
+    await sleep(3100);
     const head = await tus.head(id);
     expect(head.status).toBe(410);
     expect(head.headers.has("Upload-Offset")).toBe(false);

@@ -22,7 +22,7 @@ import { d1Upload, drain, runAlarmAfter, testMeta } from "../support/objects";
 
 describe("expiry", () => {
   it("expires an idle upload from its alarm: R2 upload aborted, reservation released, then 410", async () => {
-    const api = callWithVars({ UPLOAD_TTL_SECONDS: "1" });
+    const api = callWithVars({ UPLOAD_TTL_SECONDS: "3" });
     const token = await tokenFor("expiring");
     const created = await api("/v1/uploads", {
       method: "POST",
@@ -38,7 +38,7 @@ describe("expiry", () => {
         .one(),
     );
 
-    await sleep(1100);
+    await sleep(3100);
     // The expiry alarm may already have fired on its own; running it again must be harmless either way.
     await runDurableObjectAlarm(sessionFor(env, uploadId));
     await drain(sessionFor(env, uploadId));
@@ -76,7 +76,7 @@ describe("expiry", () => {
   });
 
   it("the cron sweep wakes sessions D1 still shows active past expiry", async () => {
-    const api = callWithVars({ UPLOAD_TTL_SECONDS: "1" });
+    const api = callWithVars({ UPLOAD_TTL_SECONDS: "3" });
     const token = await tokenFor("swept");
     const created = await api("/v1/uploads", { method: "POST", token, json: { filename: "w", size: 100 } });
     const { uploadId } = created.body;
@@ -84,7 +84,7 @@ describe("expiry", () => {
     expect((await d1Upload(uploadId)).status).toBe("active");
     // Lose the expiry alarm, as a platform incident might.
     await runInDurableObject(sessionFor(env, uploadId), (_o, state) => state.storage.deleteAlarm());
-    await sleep(1100);
+    await sleep(3100);
     const { woken } = await sweepExpiredUploads(env, Date.now() + 120_000);
     expect(woken).toBeGreaterThanOrEqual(1);
     expect((await d1Upload(uploadId)).status).toBe("expired");
