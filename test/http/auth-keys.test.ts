@@ -103,6 +103,24 @@ describe("the algorithm allow-list", () => {
     expect(refused.body.error.message).toContain("ES256");
   });
 
+  it("answers 503 auth_unavailable when the JWKS cannot be fetched; HS256 tokens never need it", async () => {
+    // Nothing listens on port 9 (discard): the fetch fails at once.
+    const jwks = callWithVars({ JWKS_URL: "http://127.0.0.1:9/.well-known/jwks.json" });
+    const { privateKey } = await generateKeyPair("RS256");
+    const token = await new SignJWT({ sub: "jwks-down" })
+      .setProtectedHeader({ alg: "RS256", kid: "idp-1" })
+      .setExpirationTime("5m")
+      .sign(privateKey);
+    for (let i = 0; i < 2; i++) {
+      const res = await usage(jwks, token);
+      expect(res.status).toBe(503);
+      expect(res.body.error.code).toBe("auth_unavailable");
+      expect(res.headers.get("Retry-After")).toBe("30");
+    }
+    // HS256 tokens never consult the JWKS.
+    expect((await usage(jwks, await tokenFor("jwks-down"))).status).toBe(200);
+  });
+
   it("refuses a signature with non-zero spare bits (one token, one spelling)", async () => {
     const token = await tokenFor("canon-user");
     expect((await usage(api, token)).status).toBe(200);
