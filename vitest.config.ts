@@ -6,11 +6,13 @@ import { quietRuntime } from "./test/support/runtime-noise.ts";
 // the tests run against exactly the schema `wrangler d1 migrations apply` produces.
 const migrations = await readD1Migrations("./migrations");
 
-// wrangler.toml declares AUTH_SECRET and ADMIN_TOKEN as required secrets. Wrangler reads secrets from
-// .dev.vars, .env or the environment; a fresh clone has no .dev.vars, so the test secrets come from the
-// environment of this process (a caller's own values win).
+// wrangler.toml declares AUTH_SECRET, ADMIN_TOKEN and LINK_SIGNING_KEYS as required secrets. Wrangler
+// reads secrets from .dev.vars, .env or the environment; a fresh clone has no .dev.vars, so the test
+// secrets come from the environment of this process (a caller's own values win).
 process.env.AUTH_SECRET ??= "test-auth-secret-0123456789abcdef";
 process.env.ADMIN_TOKEN ??= "test-admin-token-0123456789abcdef";
+// Download links have their own key set (docs/auth.md); a kid is part of every link the tests make.
+process.env.LINK_SIGNING_KEYS ??= "test-l1:test-link-key-0123456789abcdef";
 
 export default defineConfig({
   test: {

@@ -12,7 +12,8 @@ const optionValue = (flag: string): string | undefined => {
 };
 
 const { created } = ensureDevVars();
-if (created) console.log("Created .dev.vars with a random AUTH_SECRET and ADMIN_TOKEN (kept out of git).");
+if (created)
+  console.log("Created .dev.vars with a random AUTH_SECRET, ADMIN_TOKEN and LINK_SIGNING_KEYS (kept out of git).");
 
 // Local state lives where wrangler dev keeps it; a --persist-to passed through applies to both steps.
 const persist = optionValue("--persist-to");

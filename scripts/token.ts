@@ -1,6 +1,8 @@
 // Prints a user token signed with the local AUTH_SECRET: `npm run --silent token -- <userId> [--ttl 3600]`.
+// With a key set (`kid:secret,...`), the first entry signs and its kid goes in the header, as the Worker does.
 import { parseArgs } from "node:util";
-import { sign } from "hono/jwt";
+import { SignJWT } from "jose";
+import { parseKeySet } from "../src/auth/key-set.ts";
 import { ensureDevVars } from "./dev-vars.ts";
 
 const USER_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -18,4 +20,7 @@ if (!userId || !USER_ID.test(userId) || !Number.isSafeInteger(ttl) || ttl <= 0) 
 }
 const { vars } = ensureDevVars();
 const now = Math.floor(Date.now() / 1000);
-console.log(await sign({ sub: userId, iat: now, exp: now + ttl }, vars.AUTH_SECRET, "HS256"));
+const key = parseKeySet("AUTH_SECRET", vars.AUTH_SECRET ?? "", true).signing;
+const header = { alg: "HS256", typ: "JWT", ...(key.kid === null ? {} : { kid: key.kid }) };
+const token = new SignJWT({ sub: userId, iat: now, exp: now + ttl }).setProtectedHeader(header);
+console.log(await token.sign(new TextEncoder().encode(key.secret)));

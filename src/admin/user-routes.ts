@@ -1,10 +1,9 @@
 import { Hono } from "hono";
-import { sign } from "hono/jwt";
 import { z } from "zod";
 import { accountFor } from "../../objects/stubs";
 import { requestMeta } from "../audit/audit-middleware";
 import { type AuditRow, auditEventView } from "../audit/audit-view";
-import { UserId } from "../auth/user-auth";
+import { signUserToken, UserId } from "../auth/tokens";
 import { auditSql } from "../core/audit";
 import type { AppEnv } from "../http/app-env";
 import { invalidRequest, zodDetails } from "../http/errors";
@@ -96,6 +95,7 @@ export const adminUsers = new Hono<AppEnv>()
     await c.env.DB.prepare(statement.sql)
       .bind(...statement.params)
       .run();
-    const token = await sign({ sub: userId, iat: now, exp }, c.env.AUTH_SECRET, "HS256");
+    // Signed with the newest AUTH_SECRET entry (its kid in the header), so it survives a later rotation.
+    const token = await signUserToken(c.env, { sub: userId, iat: now, exp });
     return c.json({ token, expiresAt: new Date(exp * 1000).toISOString() }, 201);
   });

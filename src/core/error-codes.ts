@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   // Identity and limits
   unauthorized: "No valid bearer token.",
   forbidden: "The token does not grant this.",
+  token_scope: "An upload token was used outside its own upload's writes, status, completion or abort.",
+  auth_unavailable: "The identity provider's key set (JWKS) could not be fetched; retry.",
   rate_limited: "Too many requests or bytes for the user's rate limits; retry after Retry-After.",
   too_many_active_uploads: "The user has as many uploads open as allowed; complete or abort one.",
   quota_exceeded: "The upload does not fit in the user's remaining quota.",

@@ -10,7 +10,7 @@ import { jsonBody } from "../http/json-body";
 import { Cursor, decodeCursor, Limit, optionalParam, pageOf } from "../http/pagination";
 import { deliverFile } from "./file-delivery";
 import { FILE_COLUMNS, FileId, type FileRow, fileView, findLiveFile } from "./file-records";
-import { buildLinkUrl, MAX_LINK_TTL_SECONDS } from "./signed-links";
+import { buildLinkUrl, linkSigningKey, MAX_LINK_TTL_SECONDS } from "./signed-links";
 
 const ListQuery = z.object({
   cursor: Cursor,
@@ -143,7 +143,7 @@ export const files = new Hono<AppEnv>()
     const file = await findLiveFile(c.env.DB, userId, id);
     if (!file) throw notFound("File");
     const expiresAt = Math.floor(Date.now() / 1000) + expiresIn;
-    const url = await buildLinkUrl(new URL(c.req.url).origin, c.env.AUTH_SECRET, {
+    const url = await buildLinkUrl(new URL(c.req.url).origin, linkSigningKey(c.env), {
       fileId: id,
       userId,
       expiresAt,

@@ -6,7 +6,7 @@ import type { AppEnv } from "../http/app-env";
 import { ApiError, notFound } from "../http/errors";
 import { deliverFile } from "./file-delivery";
 import { findLiveFile } from "./file-records";
-import { LINK_PARAMS, LinkRequest, verifyLink } from "./signed-links";
+import { LINK_PARAMS, LinkRequest, linkVerifyingKey, verifyLink } from "./signed-links";
 
 const linkInvalid = () => new ApiError(403, "link_invalid", "This link is not valid");
 
@@ -27,13 +27,16 @@ const verifiedLink = createMiddleware<AppEnv>(async (c, next) => {
     fileId: c.req.param("fileId"),
     owner: c.req.query(LINK_PARAMS.owner),
     expires: c.req.query(LINK_PARAMS.expires),
+    kid: c.req.query(LINK_PARAMS.kid),
     signature: c.req.query(LINK_PARAMS.signature),
   });
   if (!parsed.success) throw linkInvalid();
-  const { fileId, owner, expires, signature } = parsed.data;
-  // The signature first: nothing about the file, its owner or the clock is revealed to a forger.
+  const { fileId, owner, expires, kid, signature } = parsed.data;
+  // The signature first: nothing about the file, its owner or the clock is revealed to a forger. A kid
+  // no longer configured (the key was rotated out) makes the link invalid like a wrong signature.
   const claims = { fileId, userId: owner, expiresAt: expires, scope: "GET" as const };
-  if (!(await verifyLink(c.env.AUTH_SECRET, claims, signature))) throw linkInvalid();
+  const key = linkVerifyingKey(c.env, kid);
+  if (!key || !(await verifyLink(key.secret, claims, signature))) throw linkInvalid();
   c.set("userId", owner);
   c.set("link", claims);
   auditAs(c, { action: "file.link_download", fileId });

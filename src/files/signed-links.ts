@@ -1,11 +1,16 @@
 /**
  * Presigned download links: a URL that lets whoever holds it read one file until it expires, without a
  * bearer token. The URL carries the file id (path), owner user id, expiry and an HMAC-SHA-256 signature
- * over all of them plus the method scope; the key is derived from `AUTH_SECRET` with HKDF so a link
- * signature can never be confused with (or used to forge) a user token signed by the same secret.
+ * over all of them plus the method scope. The key is derived with HKDF from an entry of
+ * `LINK_SIGNING_KEYS` (named by the link's `kid` parameter), so rotating the auth secret leaves links
+ * alone, and two link keys at once keep old links valid until the old key is removed. Without
+ * `LINK_SIGNING_KEYS`, links carry no kid and the key is derived from `AUTH_SECRET` (the old form, still
+ * verified so links made before link keys existed keep working); the HKDF `info` keeps a link signature
+ * from ever being confused with (or used to forge) a token signed by the same secret.
  */
 import { z } from "zod";
-import { UserId } from "../auth/user-auth";
+import { KID_PATTERN, parseKeySet, type SecretKey } from "../auth/key-set";
+import { authKeys, UserId } from "../auth/tokens";
 import { FileId } from "./file-records";
 
 /** Longest lifetime a link may be created with: 7 days. */
@@ -40,7 +45,7 @@ const keys = new Map<string, Promise<CryptoKey>>();
  */
 export function linkKey(secret: string): Promise<CryptoKey> {
   // HKDF accepts empty input keying material; a missing secret must fail loudly instead of signing with it.
-  if (!secret) return Promise.reject(new Error("AUTH_SECRET is not configured"));
+  if (!secret) return Promise.reject(new Error("The link signing secret is not configured"));
   let key = keys.get(secret);
   if (!key) {
     key = (async () => {
@@ -110,17 +115,40 @@ export async function verifyLink(secret: string, claims: LinkClaims, signature: 
 }
 
 /** Query parameters of a link URL. */
-export const LINK_PARAMS = { owner: "owner", expires: "expires", signature: "signature" } as const;
+export const LINK_PARAMS = { owner: "owner", expires: "expires", kid: "kid", signature: "signature" } as const;
+
+/** The kid-less link key: the bare `AUTH_SECRET` entry, else its signing entry. */
+function legacyLinkKey(env: Env): SecretKey {
+  const auth = authKeys(env);
+  return { kid: null, secret: (auth.find(null) ?? auth.signing).secret };
+}
+
+/** The key new links are signed with: the first `LINK_SIGNING_KEYS` entry, else the kid-less legacy key. */
+export function linkSigningKey(env: Env): SecretKey {
+  if (!env.LINK_SIGNING_KEYS?.trim()) return legacyLinkKey(env);
+  return parseKeySet("LINK_SIGNING_KEYS", env.LINK_SIGNING_KEYS, false).signing;
+}
 
 /**
- * Builds the absolute URL of a link to `claims.fileId` under `origin`:
- * `<origin>/v1/links/<fileId>?owner=<userId>&expires=<epochSeconds>&signature=<base64url>`.
+ * The key a link's `kid` names: an entry of `LINK_SIGNING_KEYS`, or the legacy key for a link without a
+ * kid. Undefined when no such key is configured (any more): the link is invalid.
  */
-export async function buildLinkUrl(origin: string, secret: string, claims: LinkClaims): Promise<string> {
+export function linkVerifyingKey(env: Env, kid: string | undefined): SecretKey | undefined {
+  if (kid === undefined) return legacyLinkKey(env);
+  if (!env.LINK_SIGNING_KEYS?.trim()) return undefined;
+  return parseKeySet("LINK_SIGNING_KEYS", env.LINK_SIGNING_KEYS, false).find(kid);
+}
+
+/**
+ * Builds the absolute URL of a link to `claims.fileId` under `origin`, signed with `key`:
+ * `<origin>/v1/links/<fileId>?owner=<userId>&expires=<epochSeconds>[&kid=<kid>]&signature=<base64url>`.
+ */
+export async function buildLinkUrl(origin: string, key: SecretKey, claims: LinkClaims): Promise<string> {
   const url = new URL(`/v1/links/${encodeURIComponent(claims.fileId)}`, origin);
   url.searchParams.set(LINK_PARAMS.owner, claims.userId);
   url.searchParams.set(LINK_PARAMS.expires, String(claims.expiresAt));
-  url.searchParams.set(LINK_PARAMS.signature, await signLink(secret, claims));
+  if (key.kid !== null) url.searchParams.set(LINK_PARAMS.kid, key.kid);
+  url.searchParams.set(LINK_PARAMS.signature, await signLink(key.secret, claims));
   return url.toString();
 }
 
@@ -136,6 +164,8 @@ export const LinkRequest = z.object({
     .string()
     .regex(/^[1-9]\d{0,11}$/, "must be epoch seconds")
     .transform(Number),
+  // Absent on links signed with the legacy key; otherwise the LINK_SIGNING_KEYS entry that signed it.
+  kid: z.string().regex(KID_PATTERN).optional(),
   // An HMAC-SHA-256 is 32 bytes: 43 base64url characters without padding.
   signature: z.string().regex(/^[A-Za-z0-9_-]{43}$/, "must be a base64url HMAC-SHA-256"),
 });

@@ -12,5 +12,7 @@ export interface AppEnv {
     auditSubject: import("../audit/audit-middleware").AuditSubject;
     /** A verified presigned link's claims, set by the link routes before admission. */
     link: import("../files/signed-links").LinkClaims;
+    /** The upload an upload token is limited to (unset for a user token), set by `authenticate`. */
+    uploadScope: string;
   };
 }

@@ -24,6 +24,7 @@ import { createMiddleware } from "hono/factory";
 import { accountFor, sessionFor } from "../../objects/stubs";
 import type { TusWriteGrant } from "../../objects/upload-session/contract";
 import { auditAs, requestMeta } from "../audit/audit-middleware";
+import { offerUploadToken } from "../auth/offer-upload-token";
 import { requireUser } from "../auth/user-auth";
 import type { FileRecord } from "../core/domain";
 import { sanitizeFilename } from "../core/filename";
@@ -358,6 +359,7 @@ async function create(c: Context<AppEnv>) {
   // code." Set before the content is read, so a failure below still tells the client where to resume.
   c.header("Location", uploadLocation(uploadId));
   c.header("Upload-Limit", uploadLimitHeader({ maxSize: maxLength, maxAge: secondsUntil(session.expiresAt) }));
+  await offerUploadToken(c, uploadId);
 
   let accepted: Accepted = { offset: 0, expiresAt: session.expiresAt, file: null, wasComplete: false };
   // Content, a complete upload, or an empty one (every byte of it is here): write it like an append at 0.

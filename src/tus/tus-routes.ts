@@ -11,6 +11,7 @@ import { type Context, Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import { accountFor, sessionFor } from "../../objects/stubs";
 import { auditAs, requestMeta } from "../audit/audit-middleware";
+import { offerUploadToken } from "../auth/offer-upload-token";
 import { requireUser } from "../auth/user-auth";
 import { sanitizeFilename } from "../core/filename";
 import type { Outcome } from "../core/outcome";
@@ -206,6 +207,7 @@ async function create(c: Context<AppEnv>) {
   // in the response to the initial `POST` request."
   const location = { Location: uploadLocation(uploadId), "Upload-Expires": formatHttpDate(session.expiresAt) };
   for (const [name, value] of Object.entries(location)) c.header(name, value);
+  await offerUploadToken(c, uploadId);
   // A body, or an empty upload (complete at once): write it like a PATCH at offset 0. "The Server SHOULD
   // accept as many bytes as possible and MUST include the `Upload-Offset` header in the response".
   if (body.length > 0 || length === 0) {

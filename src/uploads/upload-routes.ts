@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { accountFor, sessionFor } from "../../objects/stubs";
 import { auditAs, auditing, requestMeta } from "../audit/audit-middleware";
+import { issueUploadToken } from "../auth/tokens";
 import { requireUser } from "../auth/user-auth";
 import type { SessionView } from "../core/domain";
 import { sanitizeFilename } from "../core/filename";
@@ -40,6 +41,8 @@ const CreateUpload = z
         `must be at most ${MAX_METADATA_BYTES} bytes as JSON`,
       )
       .optional(),
+    // true: the answer carries an upload token for this upload alone (docs/auth.md), to hand to a browser.
+    uploadToken: z.boolean().optional(),
   })
   .strict();
 
@@ -121,6 +124,7 @@ export const uploads = new Hono<AppEnv>()
         partCount: session.partCount,
         expiresAt: iso(session.expiresAt),
         status: session.status,
+        ...(input.uploadToken ? { uploadToken: await issueUploadToken(c.env, userId, uploadId) } : {}),
       },
       201,
     );

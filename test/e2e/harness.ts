@@ -34,6 +34,11 @@ export interface DevServer {
 export interface StartOptions {
   /** Extra `--var NAME:value` settings. */
   vars?: Record<string, string | number>;
+  /**
+   * A state directory to use instead of a fresh one, so a restarted server (say, with rotated secrets)
+   * sees the same D1/R2/objects. The caller owns it: `stop()` leaves it in place.
+   */
+  persistDir?: string;
 }
 
 async function freePort(): Promise<number> {
@@ -88,7 +93,7 @@ async function runWrangler(args: string[]): Promise<string> {
 
 /** Starts `wrangler dev` with migrations applied to a fresh state directory and waits until it answers. */
 export async function startDevServer(options: StartOptions = {}): Promise<DevServer> {
-  const persistDir = mkdtempSync(join(tmpdir(), "durable-uploads-e2e-"));
+  const persistDir = options.persistDir ?? mkdtempSync(join(tmpdir(), "durable-uploads-e2e-"));
   await runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir]);
 
   const port = await freePort();
@@ -199,7 +204,7 @@ export async function startDevServer(options: StartOptions = {}): Promise<DevSer
           }
         }
       }
-      rmSync(persistDir, { recursive: true, force: true });
+      if (!options.persistDir) rmSync(persistDir, { recursive: true, force: true });
     },
   };
 }

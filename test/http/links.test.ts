@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { buildLinkUrl } from "../../src/files/signed-links";
+import { buildLinkUrl, linkSigningKey } from "../../src/files/signed-links";
 import { auditRows, call, callJson, randomBytes, seedFile, tokenFor } from "../support/http";
 
 // Storage is shared by every test of this file, so each test uses its own user ids.
@@ -226,12 +226,16 @@ describe("GET|HEAD /v1/links/:id", () => {
     const user = "link-secret";
     const file = await seedPhoto(user);
     const forged = new URL(
-      await buildLinkUrl("https://uploads.test", "not-the-real-secret", {
-        fileId: file.id,
-        userId: user,
-        expiresAt: Math.floor(Date.now() / 1000) + 600,
-        scope: "GET",
-      }),
+      await buildLinkUrl(
+        "https://uploads.test",
+        { kid: linkSigningKey(env).kid, secret: "not-the-real-secret" },
+        {
+          fileId: file.id,
+          userId: user,
+          expiresAt: Math.floor(Date.now() / 1000) + 600,
+          scope: "GET",
+        },
+      ),
     );
     const res = await callJson(`${forged.pathname}${forged.search}`);
     expect(res.status).toBe(403);
@@ -243,7 +247,7 @@ describe("GET|HEAD /v1/links/:id", () => {
     const file = await seedPhoto(user);
     const past = Math.floor(Date.now() / 1000) - 10;
     const signed = new URL(
-      await buildLinkUrl("https://uploads.test", env.AUTH_SECRET, {
+      await buildLinkUrl("https://uploads.test", linkSigningKey(env), {
         fileId: file.id,
         userId: user,
         expiresAt: past,
